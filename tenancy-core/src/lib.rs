@@ -1,0 +1,24 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod catalog;
+mod context;
+#[cfg(feature = "serde")]
+mod envelope;
+mod error;
+mod id;
+mod scope;
+
+#[cfg(feature = "http")]
+pub mod http;
+pub mod naming;
+
+pub use catalog::{
+    Catalog, InMemoryCatalog, IsolationMode, Placement, ServerName, Tenant, TenantStatus,
+};
+pub use context::{Actor, ActorKind, CorrelationId, PlatformContext, TenantContext};
+#[cfg(feature = "serde")]
+pub use envelope::Tenanted;
+pub use error::{Error, ErrorKind};
+pub use id::TenantId;
+pub use scope::Scoped;

@@ -1,0 +1,136 @@
+//! The one place where per-tenant names are derived.
+//!
+//! Databases, roles, schemas, buckets and cache-key prefixes are all named from a
+//! [`TenantId`] and a deployment prefix by [`Naming`]. Because a tenant id is short and
+//! drawn from a small alphabet, every derived name is valid where it is used and no two
+//! tenants ever share one (PostgreSQL truncates identifiers at 63 bytes without a word;
+//! derived names stay well under it, so truncation cannot merge two tenants).
+
+use crate::error::{Error, ErrorKind, quote};
+use crate::id::TenantId;
+
+/// The longest deployment prefix, in bytes.
+pub const MAX_PREFIX_LEN: usize = 16;
+
+/// Derives per-tenant names from a deployment prefix.
+///
+/// ```
+/// use tenancy_core::{TenantId, naming::Naming};
+///
+/// let naming = Naming::new("tenancy")?;
+/// let id: TenantId = "acme-pharma".parse()?;
+/// assert_eq!(naming.sql_name(&id), "tenancy_acme_pharma");
+/// assert_eq!(naming.bucket(&id), "tenancy-acme-pharma");
+/// assert_eq!(naming.key_prefix(&id), "tenancy:acme-pharma:");
+/// # Ok::<(), tenancy_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Naming {
+    prefix: Box<str>,
+}
+
+/// Prefixes a store would misread: S3 reserves bucket names starting `sthree-` and
+/// `amzn-s3-demo-`.
+const RESERVED_PREFIXES: &[&str] = &["sthree", "amzn"];
+
+impl Naming {
+    /// A naming scheme with this deployment prefix: 1 to 16 lowercase ASCII letters and
+    /// digits, starting with a letter. Different prefixes let several deployments share
+    /// one PostgreSQL server, Redis or S3 account without meeting.
+    pub fn new(prefix: &str) -> Result<Self, Error> {
+        let shape_ok = !prefix.is_empty()
+            && prefix.len() <= MAX_PREFIX_LEN
+            && prefix.starts_with(|c: char| c.is_ascii_lowercase())
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !shape_ok {
+            return Err(Error::new(
+                ErrorKind::InvalidName,
+                format!(
+                    "naming prefix {} is invalid: use 1 to {MAX_PREFIX_LEN} lowercase ASCII \
+                     letters and digits, starting with a letter",
+                    quote(prefix)
+                ),
+            ));
+        }
+        if RESERVED_PREFIXES.contains(&prefix) {
+            return Err(Error::new(
+                ErrorKind::InvalidName,
+                format!("naming prefix {} is reserved by S3", quote(prefix)),
+            ));
+        }
+        Ok(Naming {
+            prefix: prefix.into(),
+        })
+    }
+
+    /// The deployment prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The SQL name of a tenant's database, schema and role: `{prefix}_{id}` with each `-`
+    /// of the id written `_`. At most 57 bytes, so PostgreSQL never truncates it; only
+    /// `[a-z0-9_]`, so it never needs quoting.
+    pub fn sql_name(&self, id: &TenantId) -> String {
+        let mut name = String::with_capacity(self.prefix.len() + 1 + id.as_str().len());
+        name.push_str(&self.prefix);
+        name.push('_');
+        name.extend(id.as_str().chars().map(|c| if c == '-' { '_' } else { c }));
+        name
+    }
+
+    /// The S3 bucket of a tenant: `{prefix}-{id}`, a valid bucket name of 3 to 57
+    /// characters.
+    pub fn bucket(&self, id: &TenantId) -> String {
+        format!("{}-{}", self.prefix, id)
+    }
+
+    /// The prefix of every cache key of a tenant: `{prefix}:{id}:`. Neither part can
+    /// contain `:`, so one tenant's prefix is never a prefix of another's.
+    pub fn key_prefix(&self, id: &TenantId) -> String {
+        format!("{}:{}:", self.prefix, id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_prefixes() {
+        for bad in [
+            "",
+            "Tenancy",
+            "1t",
+            "t-x",
+            "t_x",
+            "t:x",
+            "abcdefghijklmnopq",
+            "sthree",
+            "amzn",
+        ] {
+            let err = Naming::new(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidName, "{bad}");
+        }
+    }
+
+    #[test]
+    fn longest_names_fit_their_stores() {
+        let naming = Naming::new(&"p".repeat(MAX_PREFIX_LEN)).unwrap();
+        let id = TenantId::new(&"a".repeat(TenantId::MAX_LEN)).unwrap();
+        assert!(naming.sql_name(&id).len() <= 57);
+        let bucket = naming.bucket(&id);
+        assert!((3..=63).contains(&bucket.len()), "{bucket}");
+        let shortest = naming_bucket_len("p", "a");
+        assert!(shortest >= 3);
+    }
+
+    fn naming_bucket_len(prefix: &str, id: &str) -> usize {
+        Naming::new(prefix)
+            .unwrap()
+            .bucket(&TenantId::new(id).unwrap())
+            .len()
+    }
+}

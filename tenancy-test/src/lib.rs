@@ -1,0 +1,17 @@
+//! Test support shared by every `tenancy` crate's tests and benchmarks.
+//!
+//! - [`unique_tenant`]: a tenant id no other test, and no other run, uses, so tests can
+//!   share one PostgreSQL, Redis and S3 server.
+//! - [`naming`]: the naming prefix of everything tests create, so leftovers of a crashed run
+//!   are recognisable (and removable) by their `tt` prefix.
+//! - [`Service`]: where each test service listens, and [`Service::require`], which fails a
+//!   test with a message naming the service and how to start it, instead of skipping.
+//! - [`operator`]: a platform context for fixtures.
+//! - [`bench`](mod@bench): a side-by-side benchmark harness that prints ratios.
+
+pub mod bench;
+mod services;
+mod tenants;
+
+pub use services::Service;
+pub use tenants::{TEST_PREFIX, naming, operator, unique_tenant};
