@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::SystemTime;
 
@@ -235,6 +236,44 @@ impl<C: Catalog + ?Sized> Catalog for Arc<C> {
 impl<C: Catalog + ?Sized> Catalog for &C {
     fn lookup(&self, id: &TenantId) -> impl Future<Output = Result<Option<Tenant>, Error>> + Send {
         (**self).lookup(id)
+    }
+}
+
+type LookupFuture<'a> = Pin<Box<dyn Future<Output = Result<Option<Tenant>, Error>> + Send + 'a>>;
+
+/// The object-safe form of [`Catalog`], behind [`SharedCatalog`].
+trait ErasedCatalog: Send + Sync {
+    /// Takes the id by value so the future borrows only the catalog.
+    fn lookup_boxed(&self, id: TenantId) -> LookupFuture<'_>;
+}
+
+impl<C: Catalog> ErasedCatalog for C {
+    fn lookup_boxed(&self, id: TenantId) -> LookupFuture<'_> {
+        Box::pin(async move { self.lookup(&id).await })
+    }
+}
+
+/// Any [`Catalog`], type-erased and cheap to clone, so that the HTTP layer, the database
+/// layer and job workers can share one catalog (and its cache) without naming its type.
+#[derive(Clone)]
+pub struct SharedCatalog(Arc<dyn ErasedCatalog>);
+
+impl SharedCatalog {
+    /// Wraps `catalog`.
+    pub fn new(catalog: impl Catalog + 'static) -> Self {
+        SharedCatalog(Arc::new(catalog))
+    }
+}
+
+impl Catalog for SharedCatalog {
+    fn lookup(&self, id: &TenantId) -> impl Future<Output = Result<Option<Tenant>, Error>> + Send {
+        self.0.lookup_boxed(id.clone())
+    }
+}
+
+impl fmt::Debug for SharedCatalog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedCatalog").finish_non_exhaustive()
     }
 }
 

@@ -14,7 +14,8 @@ pub mod http;
 pub mod naming;
 
 pub use catalog::{
-    Catalog, InMemoryCatalog, IsolationMode, Placement, ServerName, Tenant, TenantStatus,
+    Catalog, InMemoryCatalog, IsolationMode, Placement, ServerName, SharedCatalog, Tenant,
+    TenantStatus,
 };
 pub use context::{Actor, ActorKind, CorrelationId, PlatformContext, TenantContext};
 #[cfg(feature = "serde")]

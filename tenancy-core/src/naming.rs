@@ -81,6 +81,21 @@ impl Naming {
         name
     }
 
+    /// The SQL name of a platform object (a role, a database) that belongs to no tenant:
+    /// `{prefix}__{purpose}`. A tenant's names cannot contain `__` (an id has no `_` and no
+    /// doubled `-`), so no tenant id can ever name a platform object.
+    ///
+    /// # Panics
+    ///
+    /// If `purpose` is not 1 to 20 lowercase ASCII letters: purposes are constants in code.
+    pub fn platform_sql_name(&self, purpose: &str) -> String {
+        assert!(
+            (1..=20).contains(&purpose.len()) && purpose.bytes().all(|b| b.is_ascii_lowercase()),
+            "platform purpose {purpose:?} must be 1 to 20 lowercase ASCII letters"
+        );
+        format!("{}__{purpose}", self.prefix)
+    }
+
     /// The S3 bucket of a tenant: `{prefix}-{id}`, a valid bucket name of 3 to 57
     /// characters.
     pub fn bucket(&self, id: &TenantId) -> String {
@@ -125,6 +140,20 @@ mod tests {
         assert!((3..=63).contains(&bucket.len()), "{bucket}");
         let shortest = naming_bucket_len("p", "a");
         assert!(shortest >= 3);
+    }
+
+    #[test]
+    fn platform_names_never_meet_tenant_names() {
+        let naming = Naming::new("tenancy").unwrap();
+        assert_eq!(naming.platform_sql_name("app"), "tenancy__app");
+        // The tenant `app` is `tenancy_app`, not the platform role.
+        let app = TenantId::new("app").unwrap();
+        assert_ne!(naming.sql_name(&app), naming.platform_sql_name("app"));
+        assert!(
+            !naming
+                .sql_name(&TenantId::new("a-b-c").unwrap())
+                .contains("__")
+        );
     }
 
     fn naming_bucket_len(prefix: &str, id: &str) -> usize {

@@ -8,8 +8,11 @@
 //!   test with a message naming the service and how to start it, instead of skipping.
 //! - [`operator`]: a platform context for fixtures.
 //! - [`bench`](mod@bench): a side-by-side benchmark harness that prints ratios.
+//! - `db` (feature `db`): a prepared `TenantDb` per test, torn down when the test ends.
 
 pub mod bench;
+#[cfg(feature = "db")]
+pub mod db;
 mod services;
 mod tenants;
 

@@ -1,0 +1,262 @@
+//! [`DbConfig`]: which servers exist and how to reach them.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tenancy_core::ServerName;
+use tenancy_pool::PoolsConfig;
+
+use crate::credentials::Secret;
+use crate::error::{Error, ErrorKind};
+
+/// The configuration of a [`TenantDb`](crate::TenantDb).
+///
+/// ```
+/// use tenancy_db::DbConfig;
+///
+/// // Everything in files under ./data: the embedded default.
+/// let embedded = DbConfig::embedded("./data");
+///
+/// // One PostgreSQL server, platform operations as a superuser.
+/// let postgres = DbConfig::postgres(
+///     "postgres://postgres@127.0.0.1:5432/postgres",
+///     tenancy_db::Secret::new("0123456789abcdef0123456789abcdef")?,
+/// );
+/// # Ok::<(), tenancy_db::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DbConfig {
+    /// The prefix of every database, schema and role name (`tenancy_acme`, `tenancy__app`).
+    pub naming_prefix: String,
+    /// The servers tenants can be placed on.
+    pub servers: Vec<ServerConfig>,
+    /// The server whose platform database (or file) holds the tenant catalog.
+    pub catalog_server: ServerName,
+    /// The secret role passwords are derived from; required when a PostgreSQL server is
+    /// configured.
+    pub credentials: Option<Secret>,
+    /// How long a catalog lookup is cached. A suspension made on another node takes up to
+    /// this long to be seen here (one made through this node's `Platform` is seen at once).
+    pub catalog_cache_ttl: Duration,
+    /// How many tenants are migrated at once.
+    pub migration_parallelism: usize,
+}
+
+/// One server tenants can be placed on.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ServerConfig {
+    /// A PostgreSQL server: database, schema or row-level isolation.
+    Postgres(PostgresServer),
+    /// A directory of SQLite files: a file per tenant.
+    Sqlite(SqliteServer),
+}
+
+impl ServerConfig {
+    /// The server's name.
+    pub fn name(&self) -> &ServerName {
+        match self {
+            ServerConfig::Postgres(server) => &server.name,
+            ServerConfig::Sqlite(server) => &server.name,
+        }
+    }
+}
+
+/// A PostgreSQL server.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct PostgresServer {
+    /// The name tenants' placements refer to.
+    pub name: ServerName,
+    /// A superuser connection URL, used for platform operations (provisioning, migrations,
+    /// the catalog). Tenants' connections use the same host and port with their own roles.
+    pub admin_url: String,
+    /// The connection budget of this server.
+    pub pool: PoolsConfig,
+}
+
+impl fmt::Debug for PostgresServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresServer")
+            .field("name", &self.name)
+            .field("admin_url", &redact_url(&self.admin_url))
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+/// A directory of SQLite files.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SqliteServer {
+    /// The name tenants' placements refer to.
+    pub name: ServerName,
+    /// Where the files live: one per tenant, and the platform file when this server holds
+    /// the catalog.
+    pub data_dir: PathBuf,
+    /// The open-file budget of this server.
+    pub pool: PoolsConfig,
+}
+
+/// A URL with its password replaced, for messages and `Debug`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return String::from("<unparsable url>");
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:<redacted>@{host}/{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+impl DbConfig {
+    /// The name of the embedded default server.
+    pub const EMBEDDED: &'static str = "embedded";
+    /// The name [`DbConfig::postgres`] gives its server.
+    pub const MAIN: &'static str = "main";
+
+    /// Everything in SQLite files under `data_dir`: a file per tenant and a platform file
+    /// for the catalog. No server needed.
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
+        let name = ServerName::new(Self::EMBEDDED).expect("a valid server name");
+        DbConfig::with_servers(
+            name.clone(),
+            vec![ServerConfig::Sqlite(SqliteServer {
+                name,
+                data_dir: data_dir.into(),
+                pool: PoolsConfig::default(),
+            })],
+            None,
+        )
+    }
+
+    /// One PostgreSQL server called `main`, reached for platform operations through
+    /// `admin_url`, holding the catalog.
+    pub fn postgres(admin_url: impl Into<String>, credentials: Secret) -> Self {
+        let name = ServerName::new(Self::MAIN).expect("a valid server name");
+        DbConfig::with_servers(
+            name.clone(),
+            vec![ServerConfig::Postgres(PostgresServer {
+                name,
+                admin_url: admin_url.into(),
+                pool: PoolsConfig::default(),
+            })],
+            Some(credentials),
+        )
+    }
+
+    fn with_servers(
+        catalog_server: ServerName,
+        servers: Vec<ServerConfig>,
+        credentials: Option<Secret>,
+    ) -> Self {
+        DbConfig {
+            naming_prefix: String::from("tenancy"),
+            servers,
+            catalog_server,
+            credentials,
+            catalog_cache_ttl: Duration::from_secs(5),
+            migration_parallelism: 8,
+        }
+    }
+
+    /// Adds a server tenants can be placed on.
+    pub fn server(mut self, server: ServerConfig) -> Self {
+        self.servers.push(server);
+        self
+    }
+
+    /// Uses `prefix` for every database, schema and role name.
+    pub fn naming_prefix(mut self, prefix: &str) -> Self {
+        prefix.clone_into(&mut self.naming_prefix);
+        self
+    }
+
+    /// Sets the connection budget of every server.
+    pub fn pool(mut self, pool: &PoolsConfig) -> Self {
+        for server in &mut self.servers {
+            match server {
+                ServerConfig::Postgres(server) => server.pool = pool.clone(),
+                ServerConfig::Sqlite(server) => server.pool = pool.clone(),
+            }
+        }
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        let mut names: Vec<&ServerName> = self.servers.iter().map(ServerConfig::name).collect();
+        names.sort();
+        if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("server `{}` is configured twice", pair[0]),
+            ));
+        }
+        if !names.contains(&&self.catalog_server) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "the catalog server `{}` is not among the configured servers",
+                    self.catalog_server
+                ),
+            ));
+        }
+        let has_postgres = self
+            .servers
+            .iter()
+            .any(|server| matches!(server, ServerConfig::Postgres(_)));
+        if has_postgres && self.credentials.is_none() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "a PostgreSQL server is configured but no credential secret: set \
+                 `DbConfig::credentials` so tenant roles can be given passwords",
+            ));
+        }
+        if self.migration_parallelism == 0 {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "migration_parallelism must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://admin:s3cret@db:5432/postgres"),
+            "postgres://admin:<redacted>@db:5432/postgres"
+        );
+        assert_eq!(
+            redact_url("postgres://admin@db/postgres"),
+            "postgres://admin:<redacted>@db/postgres"
+        );
+        let server = PostgresServer {
+            name: ServerName::new("main").unwrap(),
+            admin_url: String::from("postgres://admin:s3cret@db/postgres"),
+            pool: PoolsConfig::default(),
+        };
+        assert!(!format!("{server:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn postgres_without_a_secret_is_refused() {
+        let mut config = DbConfig::postgres(
+            "postgres://postgres@127.0.0.1/postgres",
+            Secret::new("x".repeat(32)).unwrap(),
+        );
+        config.credentials = None;
+        assert_eq!(config.validate().unwrap_err().kind(), ErrorKind::Config);
+    }
+}

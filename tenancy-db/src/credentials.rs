@@ -1,0 +1,105 @@
+//! Credentials of tenant and platform roles, derived rather than stored.
+//!
+//! Each role's password is HMAC-SHA-256 of the role name under the deployment's secret:
+//! nothing to store, nothing to leak from a table, the same on every application node, and
+//! rotated by changing the secret (and re-running `Platform::prepare`, which resets every
+//! role's password). Passwords reach PostgreSQL as SCRAM verifiers computed here, so the
+//! plain text never appears in a statement or a server log.
+
+use std::fmt;
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::error::{Error, ErrorKind};
+
+/// The deployment's credential secret. `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "String"))]
+pub struct Secret(String);
+
+impl Secret {
+    /// The shortest accepted secret, in bytes.
+    pub const MIN_LEN: usize = 32;
+
+    /// A secret of at least [`Secret::MIN_LEN`] bytes.
+    pub fn new(secret: impl Into<String>) -> Result<Self, Error> {
+        let secret = secret.into();
+        if secret.len() < Self::MIN_LEN {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "the credential secret is {} bytes; use at least {} random bytes (for \
+                     example `openssl rand -hex 32`)",
+                    secret.len(),
+                    Self::MIN_LEN
+                ),
+            ));
+        }
+        Ok(Secret(secret))
+    }
+
+    /// The password of `role`.
+    pub(crate) fn password_for(&self, role: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.0.as_bytes())
+            .expect("HMAC accepts keys of any length");
+        mac.update(b"tenancy-db role password v1\0");
+        mac.update(role.as_bytes());
+        hex(&mac.finalize().into_bytes())
+    }
+
+    /// The SCRAM-SHA-256 verifier of `role`'s password, for `CREATE ROLE ... PASSWORD`.
+    pub(crate) fn scram_verifier_for(&self, role: &str) -> String {
+        postgres_protocol::password::scram_sha_256(self.password_for(role).as_bytes())
+    }
+}
+
+impl TryFrom<String> for Secret {
+    type Error = Error;
+
+    fn try_from(value: String) -> Result<Self, Error> {
+        Secret::new(value)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Lowercase hexadecimal.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0xF)]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_secrets_are_refused() {
+        assert_eq!(Secret::new("short").unwrap_err().kind(), ErrorKind::Config);
+    }
+
+    #[test]
+    fn passwords_differ_per_role_and_secret_and_never_print() {
+        let a = Secret::new("a".repeat(32)).unwrap();
+        let b = Secret::new("b".repeat(32)).unwrap();
+        assert_ne!(a.password_for("tt_acme"), a.password_for("tt_beta"));
+        assert_ne!(a.password_for("tt_acme"), b.password_for("tt_acme"));
+        assert_eq!(a.password_for("tt_acme").len(), 64);
+        assert!(!format!("{a:?}").contains("aaaa"));
+        assert!(
+            a.scram_verifier_for("tt_acme")
+                .starts_with("SCRAM-SHA-256$4096:")
+        );
+    }
+}

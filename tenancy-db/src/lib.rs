@@ -1,0 +1,30 @@
+#![doc = include_str!("../README.md")]
+
+mod catalog;
+mod config;
+mod credentials;
+mod db;
+mod error;
+mod migrate;
+mod platform;
+mod postgres;
+mod sqlite;
+mod transaction;
+mod value;
+
+pub use rusqlite;
+pub use tokio_postgres;
+
+pub use catalog::PlatformEvent;
+pub use config::{DbConfig, PostgresServer, ServerConfig, SqliteServer};
+pub use credentials::Secret;
+pub use db::TenantDb;
+pub use error::{Error, ErrorKind};
+pub use migrate::{
+    Dialect, Migration, MigrationOutcome, MigrationProgress, MigrationReport, MigrationTarget,
+    Migrations,
+};
+pub use platform::Platform;
+pub use postgres::{TENANT_SETTING, rls};
+pub use transaction::Transaction;
+pub use value::{ColumnIndex, FromValue, Row, Value};

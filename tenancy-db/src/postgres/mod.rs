@@ -1,0 +1,208 @@
+//! PostgreSQL: one pool router per server, and the three isolation strategies.
+//!
+//! Every connection is to one of a few *targets* on the server:
+//!
+//! | Target | Database | Role | Used for |
+//! |---|---|---|---|
+//! | `Tenant(id)` | the tenant's own | the tenant's own login role | database-per-tenant transactions |
+//! | `Shared` | `{prefix}__shared` | `{prefix}__app` (`NOINHERIT`) | schema and row-level transactions |
+//! | `Owner(db)` | any tenancy database | `{prefix}__owner` | migrations, the catalog |
+//! | `Admin` | the admin URL's | the admin URL's | provisioning |
+//!
+//! All targets of a server share one [`TenantPools`] budget, so platform work and tenant
+//! traffic together never exceed the server's connection cap.
+
+pub(crate) mod provision;
+pub mod rls;
+mod transaction;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
+use tenancy_core::naming::Naming;
+use tenancy_core::{ServerName, TenantId};
+use tenancy_pool::TenantPools;
+use tokio_postgres::NoTls;
+
+pub(crate) use self::transaction::{Binding, PgTransaction};
+use crate::config::{PostgresServer, redact_url};
+use crate::credentials::Secret;
+use crate::error::{Error, ErrorKind};
+
+/// The custom setting that carries the tenant of a row-level transaction.
+pub const TENANT_SETTING: &str = "app.tenant_id";
+
+/// The platform names of one deployment on a server.
+#[derive(Debug, Clone)]
+pub(crate) struct PgNames {
+    pub(crate) naming: Naming,
+    /// The login role of schema and row-level transactions: `NOINHERIT`, member of every
+    /// schema tenant's role (so it can only act as one through `SET ROLE`), no ownership.
+    pub(crate) app: String,
+    /// Owns every table (migrations run as it); `BYPASSRLS`.
+    pub(crate) owner: String,
+    /// A group every database-per-tenant role belongs to: table privileges in tenant
+    /// databases are granted to it, and `CONNECT` (granted per tenant) keeps each role in
+    /// its own database.
+    pub(crate) tenant_group: String,
+    pub(crate) shared_db: String,
+    pub(crate) template_db: String,
+    pub(crate) platform_db: String,
+}
+
+impl PgNames {
+    pub(crate) fn new(naming: Naming) -> Self {
+        PgNames {
+            app: naming.platform_sql_name("app"),
+            owner: naming.platform_sql_name("owner"),
+            tenant_group: naming.platform_sql_name("tenant"),
+            shared_db: naming.platform_sql_name("shared"),
+            template_db: naming.platform_sql_name("template"),
+            platform_db: naming.platform_sql_name("platform"),
+            naming,
+        }
+    }
+
+    /// The database, schema and role of a tenant.
+    pub(crate) fn tenant(&self, id: &TenantId) -> String {
+        self.naming.sql_name(id)
+    }
+}
+
+/// Where a pooled connection goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Target {
+    Tenant(TenantId),
+    Shared,
+    Owner(Arc<str>),
+    Admin,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Tenant(id) => write!(f, "tenant `{id}`"),
+            Target::Shared => f.write_str("the shared database"),
+            Target::Owner(db) => write!(f, "database `{db}` (as owner)"),
+            Target::Admin => f.write_str("the admin connection"),
+        }
+    }
+}
+
+pub(crate) type PgConnection = tenancy_pool::Connection<Manager>;
+
+/// One PostgreSQL server.
+pub(crate) struct PgServer {
+    pub(crate) name: ServerName,
+    pub(crate) names: PgNames,
+    pub(crate) secret: Secret,
+    pub(crate) pools: TenantPools<Target, Manager>,
+    /// Held while the template database is migrated or copied (PostgreSQL refuses to copy
+    /// a template another session is connected to); holds the version it was last
+    /// migrated to by this process.
+    pub(crate) template: tokio::sync::Mutex<Option<u32>>,
+    admin_url: String,
+}
+
+impl fmt::Debug for PgServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgServer")
+            .field("name", &self.name)
+            .field("admin_url", &redact_url(&self.admin_url))
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgServer {
+    pub(crate) fn new(
+        config: &PostgresServer,
+        naming: Naming,
+        secret: Secret,
+    ) -> Result<Self, Error> {
+        let base = tokio_postgres::Config::from_str(&config.admin_url).map_err(|error| {
+            Error::with_source(
+                ErrorKind::Config,
+                format!(
+                    "the admin URL of server `{}` ({}) does not parse",
+                    config.name,
+                    redact_url(&config.admin_url)
+                ),
+                error,
+            )
+        })?;
+        let names = PgNames::new(naming);
+        let make = {
+            let names = names.clone();
+            let secret = secret.clone();
+            move |target: &Target| {
+                let mut pg = base.clone();
+                pg.application_name("tenancy");
+                let mut login = |role: &str, database: &str| {
+                    pg.user(role)
+                        .password(secret.password_for(role))
+                        .dbname(database);
+                };
+                match target {
+                    Target::Tenant(id) => {
+                        let name = names.tenant(id);
+                        login(&name, &name);
+                    }
+                    Target::Shared => login(&names.app, &names.shared_db),
+                    Target::Owner(database) => login(&names.owner, database),
+                    Target::Admin => {}
+                }
+                Manager::from_config(
+                    pg,
+                    NoTls,
+                    ManagerConfig {
+                        // Tenant state is transaction-local and a connection returned in an
+                        // unknown state is discarded, so no reset query is needed.
+                        recycling_method: RecyclingMethod::Fast,
+                    },
+                )
+            }
+        };
+        let pools = TenantPools::new(config.pool.clone(), make).map_err(Error::from_pool)?;
+        Ok(PgServer {
+            name: config.name.clone(),
+            names,
+            secret,
+            pools,
+            template: tokio::sync::Mutex::new(None),
+            admin_url: config.admin_url.clone(),
+        })
+    }
+
+    /// A pooled connection to `target`.
+    pub(crate) async fn connection(&self, target: &Target) -> Result<PgConnection, Error> {
+        self.pools.get(target).await.map_err(Error::from_pool)
+    }
+
+    /// A transaction on `target` with the tenant bound by `binding`, in one round trip.
+    pub(crate) async fn begin(
+        &self,
+        target: &Target,
+        binding: Binding,
+    ) -> Result<PgTransaction, Error> {
+        let connection = self.connection(target).await?;
+        PgTransaction::begin(connection, binding).await
+    }
+}
+
+/// `"name"`: a SQL identifier. Only called with derived names (`[a-z0-9_]`), which need no
+/// escaping; the quotes keep keywords (`tenancy_user`) harmless.
+pub(crate) fn ident(name: &str) -> String {
+    debug_assert!(
+        name.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+        "not a derived name: {name:?}"
+    );
+    format!("\"{name}\"")
+}
+
+/// `'text'`: a SQL string literal, with quotes doubled.
+pub(crate) fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}

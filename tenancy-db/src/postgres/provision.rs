@@ -1,0 +1,523 @@
+//! Platform operations on a PostgreSQL server: preparing it, and creating, suspending,
+//! resuming and dropping tenants under each strategy.
+//!
+//! Statements that carry credentials carry SCRAM verifiers, never passwords, and error
+//! messages name the step, never the statement.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tenancy_core::{IsolationMode, Tenant, TenantId};
+
+use super::{Binding, PgServer, Target, ident, literal};
+use crate::error::{Error, ErrorKind};
+use crate::migrate::{self, Dialect, Migrations};
+use crate::transaction::Tx;
+
+/// SQLSTATEs met when another process did the same step first.
+const DUPLICATE_OBJECT: &str = "42710";
+const DUPLICATE_DATABASE: &str = "42P04";
+const DUPLICATE_SCHEMA: &str = "42P06";
+/// "source database is being accessed by other users".
+const OBJECT_IN_USE: &str = "55006";
+
+impl PgServer {
+    /// Runs one statement on the admin connection, outside any transaction.
+    async fn admin(&self, step: &str, sql: &str) -> Result<(), Error> {
+        let connection = self.connection(&Target::Admin).await?;
+        connection
+            .batch_execute(sql)
+            .await
+            .map_err(|e| Error::postgres(step, e))
+    }
+
+    /// Like [`PgServer::admin`], but success if the object already exists.
+    async fn admin_idempotent(&self, step: &str, sql: &str) -> Result<(), Error> {
+        match self.admin(step, sql).await {
+            Err(error)
+                if matches!(
+                    error.sql_state(),
+                    Some(DUPLICATE_OBJECT | DUPLICATE_DATABASE | DUPLICATE_SCHEMA)
+                ) =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn owner_of(database: &str) -> Target {
+        Target::Owner(Arc::from(database))
+    }
+
+    /// Runs `sql` as the owner in `database`, in one transaction.
+    async fn as_owner(&self, step: &str, database: &str, sql: &str) -> Result<(), Error> {
+        let tx = self
+            .begin(&Self::owner_of(database), Binding::Connection)
+            .await?;
+        if let Err(error) = tx.batch(sql).await {
+            tx.rollback().await?;
+            return Err(Error::with_source(
+                ErrorKind::Provision,
+                format!("{step} failed"),
+                error,
+            ));
+        }
+        tx.commit().await
+    }
+
+    async fn role_exists(&self, role: &str) -> Result<bool, Error> {
+        let connection = self.connection(&Target::Admin).await?;
+        let row = connection
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+            .await
+            .map_err(|e| Error::postgres("looking up a role", e))?;
+        Ok(row.is_some())
+    }
+
+    /// Creates `role` with `attributes`, or brings an existing one to them; a login role
+    /// gets its derived password either way (so changing the secret rotates it).
+    async fn ensure_role(&self, role: &str, attributes: &str, login: bool) -> Result<(), Error> {
+        let password = if login {
+            format!(
+                " PASSWORD {}",
+                literal(&self.secret.scram_verifier_for(role))
+            )
+        } else {
+            String::new()
+        };
+        let step = format!("creating role {role}");
+        if !self.role_exists(role).await? {
+            self.admin_idempotent(
+                &step,
+                &format!("CREATE ROLE {} WITH {attributes}{password}", ident(role)),
+            )
+            .await?;
+        }
+        self.admin(
+            &format!("configuring role {role}"),
+            &format!("ALTER ROLE {} WITH {attributes}{password}", ident(role)),
+        )
+        .await
+    }
+
+    async fn ensure_database(&self, database: &str) -> Result<(), Error> {
+        self.admin_idempotent(
+            &format!("creating database {database}"),
+            &format!(
+                "CREATE DATABASE {} OWNER {}",
+                ident(database),
+                ident(&self.names.owner)
+            ),
+        )
+        .await?;
+        self.admin(
+            &format!("restricting database {database}"),
+            &format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", ident(database)),
+        )
+        .await
+    }
+
+    /// Grants `grantee` the use of the tables and sequences the owner creates in `schema`
+    /// of the current database, and nothing else there.
+    fn default_privileges(&self, schema: &str, grantee: &str) -> String {
+        let (owner, schema, grantee) = (ident(&self.names.owner), ident(schema), ident(grantee));
+        format!(
+            "GRANT USAGE ON SCHEMA {schema} TO {grantee};\n\
+             ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema} \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {grantee};\n\
+             ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema} \
+             GRANT USAGE, SELECT ON SEQUENCES TO {grantee};\n"
+        )
+    }
+
+    /// Creates (or repairs) the platform roles and databases. Idempotent, and safe to run
+    /// from several processes.
+    pub(crate) async fn prepare(&self, holds_catalog: bool) -> Result<(), Error> {
+        let names = &self.names;
+        // The application role can only act as a tenant through SET ROLE: NOINHERIT.
+        self.ensure_role(
+            &names.app,
+            "LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOREPLICATION",
+            true,
+        )
+        .await?;
+        // The owner runs migrations; it may touch every tenant's rows (BYPASSRLS) and is
+        // never used for application traffic.
+        self.ensure_role(
+            &names.owner,
+            "LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE BYPASSRLS NOREPLICATION",
+            true,
+        )
+        .await?;
+        self.ensure_role(&names.tenant_group, "NOLOGIN NOINHERIT", false)
+            .await?;
+
+        self.ensure_database(&names.shared_db).await?;
+        self.admin(
+            "letting the application role into the shared database",
+            &format!(
+                "GRANT CONNECT ON DATABASE {} TO {}",
+                ident(&names.shared_db),
+                ident(&names.app)
+            ),
+        )
+        .await?;
+        self.as_owner(
+            "restricting the shared database",
+            &names.shared_db,
+            &format!(
+                "REVOKE ALL ON SCHEMA public FROM PUBLIC;\n{}",
+                self.default_privileges("public", &names.app)
+            ),
+        )
+        .await?;
+
+        let _template = self.template.lock().await;
+        self.ensure_database(&names.template_db).await?;
+        self.as_owner(
+            "restricting the template database",
+            &names.template_db,
+            &format!(
+                "REVOKE ALL ON SCHEMA public FROM PUBLIC;\n{}",
+                self.default_privileges("public", &names.tenant_group)
+            ),
+        )
+        .await?;
+        self.pools.remove(&Self::owner_of(&names.template_db));
+
+        if holds_catalog {
+            self.ensure_database(&names.platform_db).await?;
+        }
+        Ok(())
+    }
+
+    /// A transaction for migrating `database` (with `schema` on the search path).
+    async fn migration_tx(&self, database: &str, schema: Option<&str>) -> Result<Tx, Error> {
+        let binding = match schema {
+            Some(schema) => Binding::SearchPath(schema.to_owned()),
+            None => Binding::Connection,
+        };
+        self.begin(&Self::owner_of(database), binding)
+            .await
+            .map(Tx::Postgres)
+    }
+
+    /// Migrates a database (or a schema of one) as the owner, then closes the owner's
+    /// connections to it.
+    pub(crate) async fn migrate_database(
+        &self,
+        migrations: &Migrations,
+        dialect: Dialect,
+        database: &str,
+        schema: Option<&str>,
+    ) -> (Vec<u32>, Option<Error>) {
+        let outcome =
+            migrate::apply(migrations, dialect, || self.migration_tx(database, schema)).await;
+        if schema.is_none() {
+            self.pools.remove(&Self::owner_of(database));
+        }
+        outcome
+    }
+
+    /// Brings the template up to date, unless this process already did.
+    pub(crate) async fn migrate_template(
+        &self,
+        migrations: &Migrations,
+    ) -> (Vec<u32>, Option<Error>) {
+        let mut migrated = self.template.lock().await;
+        if *migrated == Some(migrations.latest()) {
+            return (Vec::new(), None);
+        }
+        let outcome = self
+            .migrate_database(migrations, Dialect::Postgres, &self.names.template_db, None)
+            .await;
+        if outcome.1.is_none() {
+            *migrated = Some(migrations.latest());
+        }
+        outcome
+    }
+
+    /// Migrates the tenant's own database, schema or (row-level) the shared tables.
+    pub(crate) async fn migrate_tenant(
+        &self,
+        migrations: &Migrations,
+        tenant: &Tenant,
+    ) -> (Vec<u32>, Option<Error>) {
+        let name = self.names.tenant(&tenant.id);
+        match tenant.placement.isolation {
+            IsolationMode::Database => {
+                self.migrate_database(migrations, Dialect::Postgres, &name, None)
+                    .await
+            }
+            IsolationMode::Schema => {
+                let shared = self.names.shared_db.clone();
+                self.migrate_database(migrations, Dialect::Postgres, &shared, Some(&name))
+                    .await
+            }
+            _ => self.migrate_shared(migrations).await,
+        }
+    }
+
+    pub(crate) async fn migrate_shared(
+        &self,
+        migrations: &Migrations,
+    ) -> (Vec<u32>, Option<Error>) {
+        let shared = self.names.shared_db.clone();
+        migrate::apply(migrations, Dialect::PostgresRowLevel, || {
+            self.migration_tx(&shared, None)
+        })
+        .await
+    }
+
+    /// Creates the database objects of a new tenant and brings them up to date.
+    pub(crate) async fn create_tenant(
+        &self,
+        tenant: &Tenant,
+        migrations: &Migrations,
+    ) -> Result<(), Error> {
+        let created = match tenant.placement.isolation {
+            IsolationMode::Database => self.create_database_tenant(&tenant.id, migrations).await,
+            IsolationMode::Schema => self.create_schema_tenant(&tenant.id).await,
+            _ => Ok(()),
+        };
+        if let Err(error) = created {
+            // Leave nothing half-made behind; the original error is what matters.
+            let _ = self.drop_tenant(tenant).await;
+            return Err(error);
+        }
+        if tenant.placement.isolation != IsolationMode::Database
+            && let (_, Some(error)) = self.migrate_tenant(migrations, tenant).await
+        {
+            let _ = self.drop_tenant(tenant).await;
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    async fn create_database_tenant(
+        &self,
+        id: &TenantId,
+        migrations: &Migrations,
+    ) -> Result<(), Error> {
+        let names = &self.names;
+        let name = names.tenant(id);
+        if let (_, Some(error)) = self.migrate_template(migrations).await {
+            return Err(error);
+        }
+        self.admin(
+            &format!("creating role {name}"),
+            &format!(
+                "CREATE ROLE {} WITH LOGIN INHERIT PASSWORD {} IN ROLE {}",
+                ident(&name),
+                literal(&self.secret.scram_verifier_for(&name)),
+                ident(&names.tenant_group)
+            ),
+        )
+        .await?;
+        let create = format!(
+            "CREATE DATABASE {} OWNER {} TEMPLATE {}",
+            ident(&name),
+            ident(&names.owner),
+            ident(&names.template_db)
+        );
+        let mut attempt = 0;
+        loop {
+            let copied = {
+                let _template = self.template.lock().await;
+                self.admin(&format!("creating database {name}"), &create)
+                    .await
+            };
+            match copied {
+                // Another process is connected to the template for a moment: retry.
+                Err(error) if error.sql_state() == Some(OBJECT_IN_USE) && attempt < 20 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                other => break other?,
+            }
+        }
+        self.admin(
+            &format!("restricting database {name}"),
+            &format!(
+                "REVOKE ALL ON DATABASE {db} FROM PUBLIC; \
+                 GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {db}",
+                db = ident(&name)
+            ),
+        )
+        .await
+    }
+
+    async fn create_schema_tenant(&self, id: &TenantId) -> Result<(), Error> {
+        let names = &self.names;
+        let name = names.tenant(id);
+        self.admin(
+            &format!("creating role {name}"),
+            &format!("CREATE ROLE {} WITH NOLOGIN NOINHERIT", ident(&name)),
+        )
+        .await?;
+        self.admin(
+            &format!("letting the application act as {name}"),
+            &format!("GRANT {} TO {}", ident(&name), ident(&names.app)),
+        )
+        .await?;
+        self.as_owner(
+            &format!("creating schema {name}"),
+            &names.shared_db,
+            &format!(
+                "CREATE SCHEMA {};\n{}",
+                ident(&name),
+                self.default_privileges(&name, &name)
+            ),
+        )
+        .await
+    }
+
+    /// Shuts the tenant out at the database level too: its login role (database per
+    /// tenant) or the application's membership in its role (schema per tenant) is
+    /// revoked, and its sessions end. Row-level tenants are shut out by the catalog alone.
+    pub(crate) async fn suspend(&self, tenant: &Tenant) -> Result<(), Error> {
+        let name = self.names.tenant(&tenant.id);
+        match tenant.placement.isolation {
+            IsolationMode::Database => {
+                self.admin(
+                    &format!("disabling login of {name}"),
+                    &format!("ALTER ROLE {} WITH NOLOGIN", ident(&name)),
+                )
+                .await?;
+                self.pools.remove(&Target::Tenant(tenant.id.clone()));
+                self.admin(
+                    &format!("ending the sessions of {name}"),
+                    &format!(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                         WHERE usename = {}",
+                        literal(&name)
+                    ),
+                )
+                .await
+            }
+            IsolationMode::Schema => {
+                self.admin(
+                    &format!("revoking the application's use of {name}"),
+                    &format!("REVOKE {} FROM {}", ident(&name), ident(&self.names.app)),
+                )
+                .await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Undoes [`PgServer::suspend`].
+    pub(crate) async fn resume(&self, tenant: &Tenant) -> Result<(), Error> {
+        let name = self.names.tenant(&tenant.id);
+        match tenant.placement.isolation {
+            IsolationMode::Database => {
+                self.admin(
+                    &format!("enabling login of {name}"),
+                    &format!("ALTER ROLE {} WITH LOGIN", ident(&name)),
+                )
+                .await
+            }
+            IsolationMode::Schema => {
+                self.admin(
+                    &format!("letting the application act as {name}"),
+                    &format!("GRANT {} TO {}", ident(&name), ident(&self.names.app)),
+                )
+                .await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes every database object and row of the tenant. Idempotent.
+    pub(crate) async fn drop_tenant(&self, tenant: &Tenant) -> Result<(), Error> {
+        let names = &self.names;
+        let name = names.tenant(&tenant.id);
+        match tenant.placement.isolation {
+            IsolationMode::Database => {
+                self.pools.remove(&Target::Tenant(tenant.id.clone()));
+                self.pools.remove(&Self::owner_of(&name));
+                self.admin(
+                    &format!("dropping database {name}"),
+                    &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(&name)),
+                )
+                .await?;
+                self.admin(
+                    &format!("dropping role {name}"),
+                    &format!("DROP ROLE IF EXISTS {}", ident(&name)),
+                )
+                .await
+            }
+            IsolationMode::Schema => {
+                self.as_owner(
+                    &format!("dropping schema {name}"),
+                    &names.shared_db,
+                    &format!("DROP SCHEMA IF EXISTS {} CASCADE", ident(&name)),
+                )
+                .await?;
+                self.admin(
+                    &format!("dropping role {name}"),
+                    &format!("DROP ROLE IF EXISTS {}", ident(&name)),
+                )
+                .await
+            }
+            _ => self.delete_rows(&tenant.id).await,
+        }
+    }
+
+    /// Deletes a row-level tenant's rows from every shared table, children before parents
+    /// (tables are retried until foreign keys let them go).
+    async fn delete_rows(&self, id: &TenantId) -> Result<(), Error> {
+        let tx = self
+            .begin(&Self::owner_of(&self.names.shared_db), Binding::Connection)
+            .await
+            .map(Tx::Postgres)?;
+        let tables: Vec<String> = tx
+            .query(
+                "SELECT format('%I.%I', table_schema, table_name) FROM information_schema.columns \
+                 WHERE column_name = 'tenant_id' AND table_schema = 'public' ORDER BY 1",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get::<String>(0))
+            .collect::<Result<_, _>>()?;
+        let mut remaining = tables;
+        for _pass in 0..=remaining.len() {
+            let mut blocked = Vec::new();
+            for table in remaining {
+                tx.batch("SAVEPOINT tenancy_delete").await?;
+                let deleted = tx
+                    .execute(
+                        &format!("DELETE FROM {table} WHERE tenant_id = $1"),
+                        &[id.as_str().into()],
+                    )
+                    .await;
+                match deleted {
+                    Ok(_) => tx.batch("RELEASE SAVEPOINT tenancy_delete").await?,
+                    Err(error) if error.kind() == ErrorKind::Constraint => {
+                        tx.batch("ROLLBACK TO SAVEPOINT tenancy_delete").await?;
+                        blocked.push(table);
+                    }
+                    Err(error) => {
+                        tx.rollback().await?;
+                        return Err(error);
+                    }
+                }
+            }
+            remaining = blocked;
+            if remaining.is_empty() {
+                return tx.commit().await;
+            }
+        }
+        tx.rollback().await?;
+        Err(Error::new(
+            ErrorKind::Provision,
+            format!(
+                "the rows of tenant `{id}` in {} could not be deleted: foreign keys from \
+                 other tables hold them",
+                remaining.join(", ")
+            ),
+        ))
+    }
+}

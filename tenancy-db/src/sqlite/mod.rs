@@ -1,0 +1,179 @@
+//! SQLite: a file per tenant under a data directory, the embedded default.
+//!
+//! A tenant's connection opens only its own file, never creates one (a mistyped or
+//! unprovisioned tenant is an error, not a new empty database), and cannot `ATTACH`
+//! another: the attached-database limit is 0, which also refuses `VACUUM INTO`.
+
+pub(crate) mod provision;
+mod transaction;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use deadpool_sync::SyncWrapper;
+use tenancy_core::naming::Naming;
+use tenancy_core::{ServerName, TenantId};
+use tenancy_pool::TenantPools;
+use tenancy_pool::deadpool::Runtime;
+use tenancy_pool::deadpool::managed::{Manager, Metrics, RecycleError, RecycleResult};
+
+pub(crate) use self::transaction::SqliteTransaction;
+use crate::config::SqliteServer as SqliteConfig;
+use crate::error::Error;
+
+/// Which file a pooled connection opens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum FileKey {
+    Tenant(TenantId),
+    Platform,
+}
+
+impl fmt::Display for FileKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileKey::Tenant(id) => write!(f, "tenant `{id}`"),
+            FileKey::Platform => f.write_str("the platform file"),
+        }
+    }
+}
+
+/// Opens one SQLite file, configured for tenancy.
+#[derive(Debug)]
+pub(crate) struct FileManager {
+    path: PathBuf,
+    create: bool,
+}
+
+/// Why a SQLite file could not be opened.
+#[derive(Debug)]
+pub(crate) struct OpenError {
+    path: PathBuf,
+    error: rusqlite::Error,
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "opening {}: {}", self.path.display(), self.error)
+    }
+}
+
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// Opens `path` (creating it only if `create`) with attaching disabled.
+pub(crate) fn open(path: &Path, create: bool) -> rusqlite::Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let connection = rusqlite::Connection::open_with_flags(path, flags)?;
+    connection.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED, 0)?;
+    connection.busy_timeout(Duration::from_secs(5))?;
+    connection.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA trusted_schema = OFF;",
+    )?;
+    Ok(connection)
+}
+
+impl Manager for FileManager {
+    type Type = SyncWrapper<rusqlite::Connection>;
+    type Error = OpenError;
+
+    async fn create(&self) -> Result<Self::Type, OpenError> {
+        let path = self.path.clone();
+        let create = self.create;
+        SyncWrapper::new(Runtime::Tokio1, move || {
+            open(&path, create).map_err(|error| OpenError { path, error })
+        })
+        .await
+    }
+
+    async fn recycle(&self, connection: &mut Self::Type, _: &Metrics) -> RecycleResult<OpenError> {
+        if connection.is_mutex_poisoned() {
+            return Err(RecycleError::message(
+                "a statement panicked on this connection",
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) type SqliteConnection = tenancy_pool::Connection<FileManager>;
+
+/// One directory of SQLite files.
+pub(crate) struct SqliteServer {
+    pub(crate) name: ServerName,
+    pub(crate) dir: PathBuf,
+    pub(crate) naming: Naming,
+    pub(crate) pools: TenantPools<FileKey, FileManager>,
+}
+
+impl fmt::Debug for SqliteServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteServer")
+            .field("name", &self.name)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteServer {
+    pub(crate) fn new(config: &SqliteConfig, naming: Naming) -> Result<Self, Error> {
+        let dir = config.data_dir.clone();
+        let paths = FilePaths {
+            dir: dir.clone(),
+            naming: naming.clone(),
+        };
+        let pools = TenantPools::new(config.pool.clone(), move |key: &FileKey| FileManager {
+            path: paths.path(key),
+            // Only the platform file is created on first use; tenant files are created by
+            // provisioning.
+            create: matches!(key, FileKey::Platform),
+        })
+        .map_err(Error::from_pool)?;
+        Ok(SqliteServer {
+            name: config.name.clone(),
+            dir,
+            naming,
+            pools,
+        })
+    }
+
+    pub(crate) fn path(&self, key: &FileKey) -> PathBuf {
+        FilePaths {
+            dir: self.dir.clone(),
+            naming: self.naming.clone(),
+        }
+        .path(key)
+    }
+
+    pub(crate) async fn connection(&self, key: &FileKey) -> Result<SqliteConnection, Error> {
+        self.pools.get(key).await.map_err(Error::from_pool)
+    }
+
+    pub(crate) async fn begin(&self, key: &FileKey) -> Result<SqliteTransaction, Error> {
+        SqliteTransaction::begin(self.connection(key).await?).await
+    }
+}
+
+/// The file names of a data directory: `{prefix}_{tenant}.sqlite3` and
+/// `{prefix}__platform.sqlite3`, derived like every other tenant name.
+struct FilePaths {
+    dir: PathBuf,
+    naming: Naming,
+}
+
+impl FilePaths {
+    fn path(&self, key: &FileKey) -> PathBuf {
+        let stem = match key {
+            FileKey::Tenant(id) => self.naming.sql_name(id),
+            FileKey::Platform => self.naming.platform_sql_name("platform"),
+        };
+        self.dir.join(format!("{stem}.sqlite3"))
+    }
+}

@@ -1,0 +1,340 @@
+//! A prepared [`TenantDb`] per test, on the test PostgreSQL server or in a temporary SQLite
+//! directory, with everything it made removed when the test ends (even by panicking).
+//!
+//! Each fixture has its own naming prefix, `tt` + five base-36 digits of the minute it was
+//! made + four of its own, so tests never share platform roles, databases or tenants, and
+//! leftovers of a crashed run are swept by the first PostgreSQL fixture of a later run once
+//! they are three hours old.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tenancy_core::{Actor, IsolationMode, Placement, ServerName, TenantContext, TenantId};
+use tenancy_db::{DbConfig, Migrations, Secret, TenantDb, tokio_postgres};
+use tenancy_pool::PoolsConfig;
+
+use crate::services::Service;
+use crate::tenants::{operator, unique_tenant};
+
+/// The credential secret of test deployments. Test servers trust local connections, so it
+/// is never checked; it exists because PostgreSQL deployments require one.
+pub const TEST_SECRET: &str = "tenancy-test-secret-not-for-production-use";
+
+/// Minutes since 2026-01-01, the epoch of fixture prefixes.
+fn minute_now() -> u64 {
+    const EPOCH_2026: u64 = 1_767_225_600;
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs()
+        .saturating_sub(EPOCH_2026)
+        / 60
+}
+
+fn base36(mut n: u64, width: usize) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = vec![b'0'; width];
+    for slot in out.iter_mut().rev() {
+        *slot = DIGITS[(n % 36) as usize];
+        n /= 36;
+    }
+    String::from_utf8(out).expect("base-36 digits are ASCII")
+}
+
+/// A naming prefix no other fixture, in this run or another, uses.
+fn unique_prefix() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = u64::from(NEXT.fetch_add(1, Ordering::Relaxed));
+    let process = u64::from(std::process::id());
+    format!(
+        "tt{}{}",
+        base36(minute_now(), 5),
+        base36((process * 1_000 + n) % 36u64.pow(4), 4)
+    )
+}
+
+/// Where a fixture keeps its tenants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The test PostgreSQL server.
+    Postgres,
+    /// SQLite files in a temporary directory.
+    Sqlite,
+}
+
+/// A prepared [`TenantDb`] for one test. Dropping it removes every database, role, schema
+/// and file it made.
+pub struct TestDb {
+    /// The handle under test.
+    pub db: TenantDb,
+    backend: Backend,
+    prefix: String,
+    server: ServerName,
+    data_dir: Option<PathBuf>,
+    tenants: Arc<Mutex<Vec<TenantId>>>,
+}
+
+impl std::fmt::Debug for TestDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestDb")
+            .field("backend", &self.backend)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pool limits of fixtures: small, so parallel tests stay well under the test
+/// server's `max_connections`.
+pub fn test_pool() -> PoolsConfig {
+    let mut pool = PoolsConfig::with_max_connections(10);
+    pool.max_connections_per_pool = 4;
+    pool
+}
+
+impl TestDb {
+    /// A fixture on `backend` whose tenants are kept at `migrations`.
+    pub async fn new(backend: Backend, migrations: Migrations) -> TestDb {
+        TestDb::with_config(backend, migrations, |_| {}).await
+    }
+
+    /// Like [`TestDb::new`], with `adjust` applied to the configuration first.
+    pub async fn with_config(
+        backend: Backend,
+        migrations: Migrations,
+        adjust: impl FnOnce(&mut DbConfig),
+    ) -> TestDb {
+        let prefix = unique_prefix();
+        let (mut config, data_dir) = match backend {
+            Backend::Postgres => {
+                let url = Service::Postgres.require();
+                sweep_stale_once(&url).await;
+                let secret = Secret::new(TEST_SECRET).expect("a long enough secret");
+                (DbConfig::postgres(url, secret), None)
+            }
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("tenancy-test-{prefix}"));
+                (DbConfig::embedded(&dir), Some(dir))
+            }
+        };
+        config = config.naming_prefix(&prefix).pool(&test_pool());
+        adjust(&mut config);
+        let server = config.catalog_server.clone();
+        let db = TenantDb::new(config, migrations).expect("a valid test configuration");
+        let fixture = TestDb {
+            db,
+            backend,
+            prefix,
+            server,
+            data_dir,
+            tenants: Arc::default(),
+        };
+        fixture
+            .db
+            .platform()
+            .prepare(&operator())
+            .await
+            .unwrap_or_else(|e| panic!("preparing the test {backend:?} server failed: {e}"));
+        fixture
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The naming prefix of everything this fixture makes.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The server tenants are placed on.
+    pub fn server(&self) -> &ServerName {
+        &self.server
+    }
+
+    /// Creates a tenant (`{label}-{unique}`) with `isolation`, and returns a context for a
+    /// user of it.
+    pub async fn tenant(&self, label: &str, isolation: IsolationMode) -> TenantContext {
+        let id = unique_tenant(label);
+        self.db
+            .platform()
+            .create_tenant(
+                &operator(),
+                id.clone(),
+                label,
+                Placement::new(self.server.clone(), isolation),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("creating tenant {id} ({isolation}) failed: {e:?}"));
+        self.tenants
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(id.clone());
+        let actor = Actor::user(&format!("user-of-{label}"), &format!("User of {label}"))
+            .expect("a valid actor");
+        TenantContext::new(id, actor)
+    }
+
+    /// A superuser connection to `database` of the test server (PostgreSQL fixtures only),
+    /// for checks from outside the library.
+    pub async fn superuser(&self, database: &str) -> SuperuserClient {
+        assert_eq!(
+            self.backend,
+            Backend::Postgres,
+            "SQLite fixtures have no superuser"
+        );
+        let mut config: tokio_postgres::Config = Service::Postgres
+            .url()
+            .parse()
+            .expect("a valid PostgreSQL URL");
+        config.dbname(database);
+        connect(&config).await
+    }
+}
+
+/// A superuser connection, with its driver task; closed when dropped.
+pub struct SuperuserClient {
+    client: tokio_postgres::Client,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for SuperuserClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SuperuserClient").finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for SuperuserClient {
+    type Target = tokio_postgres::Client;
+
+    fn deref(&self) -> &tokio_postgres::Client {
+        &self.client
+    }
+}
+
+impl Drop for SuperuserClient {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// Connects with `config`, driving the connection on the current runtime.
+pub async fn connect(config: &tokio_postgres::Config) -> SuperuserClient {
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to the test PostgreSQL server failed: {e}"));
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "a connection driver serves no tenant and needs no scope"
+    )]
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    SuperuserClient { client, driver }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match self.backend {
+            Backend::Postgres => {
+                let prefix = self.prefix.clone();
+                // Runs on its own thread and runtime: this drop may happen inside the test's
+                // runtime, or while a panic unwinds.
+                let cleanup = std::thread::spawn(move || {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a runtime for cleanup")
+                        .block_on(drop_prefix(&Service::Postgres.url(), &prefix));
+                });
+                let _ = cleanup.join();
+            }
+            Backend::Sqlite => {
+                if let Some(dir) = &self.data_dir {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            }
+        }
+    }
+}
+
+/// Drops every database and role whose name starts with `{prefix}_`.
+async fn drop_prefix(url: &str, prefix: &str) {
+    let Ok(config) = url.parse::<tokio_postgres::Config>() else {
+        return;
+    };
+    let Ok((client, connection)) = config.connect(tokio_postgres::NoTls).await else {
+        return;
+    };
+    let work = async move {
+        let pattern = format!("{prefix}\\_%");
+        if let Ok(rows) = client
+            .query(
+                "SELECT datname FROM pg_database WHERE datname LIKE $1",
+                &[&pattern],
+            )
+            .await
+        {
+            for row in rows {
+                let name: String = row.get(0);
+                let _ = client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .await;
+            }
+        }
+        // Tenant roles before the platform roles they were granted to.
+        if let Ok(rows) = client
+            .query(
+                "SELECT rolname FROM pg_roles WHERE rolname LIKE $1 \
+                 ORDER BY (rolname LIKE '%\\_\\_%'), rolname",
+                &[&pattern],
+            )
+            .await
+        {
+            for row in rows {
+                let name: String = row.get(0);
+                let _ = client
+                    .batch_execute(&format!("DROP ROLE IF EXISTS \"{name}\""))
+                    .await;
+            }
+        }
+    };
+    let _ = tokio::join!(work, connection);
+}
+
+/// Sweeps fixture leftovers more than three hours old, once per process.
+async fn sweep_stale_once(url: &str) {
+    static SWEPT: OnceLock<()> = OnceLock::new();
+    if SWEPT.set(()).is_err() {
+        return;
+    }
+    let Ok(config) = url.parse::<tokio_postgres::Config>() else {
+        return;
+    };
+    let Ok((client, connection)) = config.connect(tokio_postgres::NoTls).await else {
+        return;
+    };
+    let stale_before = base36(minute_now().saturating_sub(180), 5);
+    let work = async move {
+        let rows = client
+            .query(
+                "SELECT DISTINCT substring(name from '^(tt[0-9a-z]{9})_') FROM \
+                 (SELECT datname AS name FROM pg_database UNION ALL \
+                  SELECT rolname FROM pg_roles) names \
+                 WHERE name ~ '^tt[0-9a-z]{9}_' AND substring(name from 3 for 5) < $1",
+                &[&stale_before],
+            )
+            .await
+            .unwrap_or_default();
+        rows.into_iter()
+            .filter_map(|row| row.get::<_, Option<String>>(0))
+            .collect::<Vec<_>>()
+    };
+    let (stale, _) = tokio::join!(work, connection);
+    for prefix in stale {
+        drop_prefix(url, &prefix).await;
+    }
+}
