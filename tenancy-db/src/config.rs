@@ -75,6 +75,10 @@ pub struct PostgresServer {
     pub admin_url: String,
     /// The connection budget of this server.
     pub pool: PoolsConfig,
+    /// The longest a statement of a tenant transaction may run; `None` for no limit. A
+    /// locked or overloaded tenant database then fails its own requests instead of holding
+    /// connections indefinitely. Platform work (migrations) is not limited.
+    pub statement_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for PostgresServer {
@@ -83,6 +87,7 @@ impl fmt::Debug for PostgresServer {
             .field("name", &self.name)
             .field("admin_url", &redact_url(&self.admin_url))
             .field("pool", &self.pool)
+            .field("statement_timeout", &self.statement_timeout)
             .finish()
     }
 }
@@ -146,6 +151,7 @@ impl DbConfig {
                 name,
                 admin_url: admin_url.into(),
                 pool: PoolsConfig::default(),
+                statement_timeout: Some(Duration::from_secs(30)),
             })],
             Some(credentials),
         )
@@ -175,6 +181,16 @@ impl DbConfig {
     /// Uses `prefix` for every database, schema and role name.
     pub fn naming_prefix(mut self, prefix: &str) -> Self {
         prefix.clone_into(&mut self.naming_prefix);
+        self
+    }
+
+    /// Sets the statement timeout of every PostgreSQL server.
+    pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
+        for server in &mut self.servers {
+            if let ServerConfig::Postgres(server) = server {
+                server.statement_timeout = timeout;
+            }
+        }
         self
     }
 
@@ -246,6 +262,7 @@ mod tests {
             name: ServerName::new("main").unwrap(),
             admin_url: String::from("postgres://admin:s3cret@db/postgres"),
             pool: PoolsConfig::default(),
+            statement_timeout: None,
         };
         assert!(!format!("{server:?}").contains("s3cret"));
     }

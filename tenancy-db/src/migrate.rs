@@ -236,16 +236,49 @@ impl MigrationReport {
     }
 }
 
-const RECORD_TABLE: &str = "CREATE TABLE IF NOT EXISTS tenancy_migrations (\
-    version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, \
-    applied_at_ms bigint NOT NULL)";
+/// Where a target's migration records live.
+///
+/// On PostgreSQL they are in `tenancy.migrations`, a schema that only the owner can use
+/// (made by `Platform::prepare`), so neither the application role nor a tenant's role can
+/// read or rewrite a migration history; `scope` tells apart the targets that share one
+/// database (the shared tables and each schema tenant). On SQLite, which has no roles,
+/// they are in the tenant's own file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Records<'a> {
+    dialect: Dialect,
+    scope: &'a str,
+}
 
-/// Applies the pending `migrations` of `dialect` through transactions made by `begin`
-/// (which binds the target's database and schema). Returns what it applied and, if it
-/// stopped early, why.
+impl<'a> Records<'a> {
+    pub(crate) fn new(dialect: Dialect, scope: &'a str) -> Self {
+        Records { dialect, scope }
+    }
+
+    fn table(self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "tenancy_migrations",
+            _ => "tenancy.migrations",
+        }
+    }
+}
+
+/// The record table of a PostgreSQL database, made when the database is prepared.
+pub(crate) const POSTGRES_RECORDS: &str = "CREATE SCHEMA IF NOT EXISTS tenancy;\n\
+    REVOKE ALL ON SCHEMA tenancy FROM PUBLIC;\n\
+    CREATE TABLE IF NOT EXISTS tenancy.migrations (scope text NOT NULL, version integer NOT NULL, \
+    name text NOT NULL, checksum text NOT NULL, applied_at_ms bigint NOT NULL, \
+    PRIMARY KEY (scope, version));\n";
+
+const SQLITE_RECORDS: &str = "CREATE TABLE IF NOT EXISTS tenancy_migrations (\
+    scope text NOT NULL, version integer NOT NULL, name text NOT NULL, checksum text NOT NULL, \
+    applied_at_ms bigint NOT NULL, PRIMARY KEY (scope, version))";
+
+/// Applies the pending `migrations` through transactions made by `begin` (which binds the
+/// target's database and schema), recording them in `records`. Returns what it applied
+/// and, if it stopped early, why.
 pub(crate) async fn apply<F, Fut>(
     migrations: &Migrations,
-    dialect: Dialect,
+    records: Records<'_>,
     begin: F,
 ) -> (Vec<u32>, Option<Error>)
 where
@@ -254,7 +287,7 @@ where
 {
     let mut applied = Vec::new();
     loop {
-        match apply_next(migrations, dialect, &begin).await {
+        match apply_next(migrations, records, &begin).await {
             Ok(Some(version)) => applied.push(version),
             Ok(None) => return (applied, None),
             Err(error) => return (applied, Some(error)),
@@ -265,28 +298,38 @@ where
 /// Applies the first pending migration; `None` when nothing is pending.
 async fn apply_next<F, Fut>(
     migrations: &Migrations,
-    dialect: Dialect,
+    records: Records<'_>,
     begin: &F,
 ) -> Result<Option<u32>, Error>
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<Tx, Error>>,
 {
+    let dialect = records.dialect;
+    let (table, scope) = (records.table(), records.scope);
     let tx = begin().await?;
-    tx.batch(RECORD_TABLE).await?;
-    if dialect != Dialect::Sqlite {
-        // Two migrators of one target take turns (SQLite's BEGIN IMMEDIATE already does).
-        tx.batch("LOCK TABLE tenancy_migrations IN EXCLUSIVE MODE")
-            .await?;
-    }
-    let records = tx
-        .query(
-            "SELECT version, name, checksum FROM tenancy_migrations ORDER BY version",
-            &[],
+    if dialect == Dialect::Sqlite {
+        // BEGIN IMMEDIATE already makes two migrators of one file take turns.
+        tx.batch(SQLITE_RECORDS).await?;
+    } else {
+        // Two migrators of one target take turns; targets sharing a database do not wait
+        // for each other.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('tenancy.migrate:' || $1))",
+            &[scope.into()],
         )
         .await?;
-    let mut done = Vec::with_capacity(records.len());
-    for record in &records {
+    }
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT version, name, checksum FROM {table} WHERE scope = $1 ORDER BY version"
+            ),
+            &[scope.into()],
+        )
+        .await?;
+    let mut done = Vec::with_capacity(rows.len());
+    for record in &rows {
         let version: i64 = record.get(0)?;
         let checksum: String = record.get(2)?;
         let known = migrations
@@ -337,9 +380,12 @@ where
         ));
     }
     tx.execute(
-        "INSERT INTO tenancy_migrations (version, name, checksum, applied_at_ms) \
-         VALUES ($1, $2, $3, $4)",
+        &format!(
+            "INSERT INTO {table} (scope, version, name, checksum, applied_at_ms) \
+             VALUES ($1, $2, $3, $4, $5)"
+        ),
         &[
+            scope.into(),
             i64::from(next.version).into(),
             next.name.as_str().into(),
             Migration::checksum(sql).into(),

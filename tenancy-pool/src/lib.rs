@@ -9,5 +9,5 @@ pub use deadpool;
 
 pub use config::PoolsConfig;
 pub use error::{Error, ErrorKind};
-pub use pools::{Connection, TenantPools};
+pub use pools::{Connection, Lease, TenantPools};
 pub use stats::PoolStats;

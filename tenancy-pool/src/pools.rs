@@ -81,10 +81,42 @@ struct Budgeted<M> {
     budget: Arc<Budget>,
 }
 
-/// A connection together with its budget permit: dropping it frees the permit.
+/// A connection together with its share of a budget permit.
 struct Counted<T> {
     object: T,
-    _permit: OwnedSemaphorePermit,
+    _lease: Lease,
+}
+
+tokio::task_local! {
+    static CREATING: Lease;
+}
+
+/// One connection's permit in the global budget, shared by everything that keeps the
+/// connection's server-side resources alive. The permit returns to the budget when the
+/// last clone is dropped.
+///
+/// The pool holds one clone for as long as the connection is pooled or in use. A manager
+/// whose connections outlive their objects (a driver task still closing its socket after
+/// the client is gone) takes another with [`Lease::current`] while creating a connection,
+/// and keeps it until the server has let go, so that the budget counts the connection for
+/// as long as the server does.
+#[derive(Clone)]
+pub struct Lease {
+    _permit: Arc<OwnedSemaphorePermit>,
+}
+
+impl Lease {
+    /// The lease of the connection being created, inside a manager's `create`; `None`
+    /// anywhere else.
+    pub fn current() -> Option<Lease> {
+        CREATING.try_with(Lease::clone).ok()
+    }
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease").finish_non_exhaustive()
+    }
 }
 
 /// Why a [`Budgeted`] manager could not make a connection.
@@ -98,8 +130,13 @@ impl<M: Manager> Manager for Budgeted<M> {
     type Error = Failure<M::Error>;
 
     async fn create(&self) -> Result<Self::Type, Self::Error> {
-        let permit = self.budget.acquire().await;
-        let connect = tokio::time::timeout(self.budget.config.connect_timeout, self.inner.create());
+        let lease = Lease {
+            _permit: Arc::new(self.budget.acquire().await),
+        };
+        let connect = tokio::time::timeout(
+            self.budget.config.connect_timeout,
+            CREATING.scope(lease.clone(), self.inner.create()),
+        );
         match connect.await {
             Err(_) => Err(Failure::ConnectTimeout),
             Ok(Err(error)) => Err(Failure::Backend(error)),
@@ -107,7 +144,7 @@ impl<M: Manager> Manager for Budgeted<M> {
                 Counters::bump(&self.budget.counters.connects);
                 Ok(Counted {
                     object,
-                    _permit: permit,
+                    _lease: lease,
                 })
             }
         }

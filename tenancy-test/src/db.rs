@@ -69,6 +69,7 @@ pub enum Backend {
 pub struct TestDb {
     /// The handle under test.
     pub db: TenantDb,
+    config: DbConfig,
     backend: Backend,
     prefix: String,
     server: ServerName,
@@ -121,9 +122,10 @@ impl TestDb {
         config = config.naming_prefix(&prefix).pool(&test_pool());
         adjust(&mut config);
         let server = config.catalog_server.clone();
-        let db = TenantDb::new(config, migrations).expect("a valid test configuration");
+        let db = TenantDb::new(config.clone(), migrations).expect("a valid test configuration");
         let fixture = TestDb {
             db,
+            config,
             backend,
             prefix,
             server,
@@ -137,6 +139,12 @@ impl TestDb {
             .await
             .unwrap_or_else(|e| panic!("preparing the test {backend:?} server failed: {e}"));
         fixture
+    }
+
+    /// Another handle on the same servers and tenants, kept at `migrations`: what a new
+    /// release of the application (or another node) would open.
+    pub fn reopen(&self, migrations: Migrations) -> TenantDb {
+        TenantDb::new(self.config.clone(), migrations).expect("a valid test configuration")
     }
 
     /// The backend.

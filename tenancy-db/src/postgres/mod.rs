@@ -12,6 +12,7 @@
 //! All targets of a server share one [`TenantPools`] budget, so platform work and tenant
 //! traffic together never exceed the server's connection cap.
 
+mod connect;
 pub(crate) mod provision;
 pub mod rls;
 mod transaction;
@@ -24,8 +25,8 @@ use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
 use tenancy_core::naming::Naming;
 use tenancy_core::{ServerName, TenantId};
 use tenancy_pool::TenantPools;
-use tokio_postgres::NoTls;
 
+use self::connect::LeasedConnect;
 pub(crate) use self::transaction::{Binding, PgTransaction};
 use crate::config::{PostgresServer, redact_url};
 use crate::credentials::Secret;
@@ -133,13 +134,16 @@ impl PgServer {
             )
         })?;
         let names = PgNames::new(naming);
+        let statement_timeout = config
+            .statement_timeout
+            .map(|timeout| format!("-c statement_timeout={}", timeout.as_millis().max(1)));
         let make = {
             let names = names.clone();
             let secret = secret.clone();
             move |target: &Target| {
                 let mut pg = base.clone();
                 pg.application_name("tenancy");
-                let mut login = |role: &str, database: &str| {
+                let login = |pg: &mut tokio_postgres::Config, role: &str, database: &str| {
                     pg.user(role)
                         .password(secret.password_for(role))
                         .dbname(database);
@@ -147,15 +151,21 @@ impl PgServer {
                 match target {
                     Target::Tenant(id) => {
                         let name = names.tenant(id);
-                        login(&name, &name);
+                        login(&mut pg, &name, &name);
                     }
-                    Target::Shared => login(&names.app, &names.shared_db),
-                    Target::Owner(database) => login(&names.owner, database),
+                    Target::Shared => login(&mut pg, &names.app, &names.shared_db),
+                    Target::Owner(database) => login(&mut pg, &names.owner, database),
                     Target::Admin => {}
                 }
-                Manager::from_config(
+                // Tenant traffic is time-limited; platform work is not.
+                if let (Target::Tenant(_) | Target::Shared, Some(options)) =
+                    (target, &statement_timeout)
+                {
+                    pg.options(options);
+                }
+                Manager::from_connect(
                     pg,
-                    NoTls,
+                    LeasedConnect,
                     ManagerConfig {
                         // Tenant state is transaction-local and a connection returned in an
                         // unknown state is discarded, so no reset query is needed.

@@ -11,7 +11,7 @@ use tenancy_core::{IsolationMode, Tenant, TenantId};
 
 use super::{Binding, PgServer, Target, ident, literal};
 use crate::error::{Error, ErrorKind};
-use crate::migrate::{self, Dialect, Migrations};
+use crate::migrate::{self, Dialect, Migrations, POSTGRES_RECORDS, Records};
 use crate::transaction::Tx;
 
 /// SQLSTATEs met when another process did the same step first.
@@ -167,7 +167,7 @@ impl PgServer {
             "restricting the shared database",
             &names.shared_db,
             &format!(
-                "REVOKE ALL ON SCHEMA public FROM PUBLIC;\n{}",
+                "REVOKE ALL ON SCHEMA public FROM PUBLIC;\n{}{POSTGRES_RECORDS}",
                 self.default_privileges("public", &names.app)
             ),
         )
@@ -179,7 +179,7 @@ impl PgServer {
             "restricting the template database",
             &names.template_db,
             &format!(
-                "REVOKE ALL ON SCHEMA public FROM PUBLIC;\n{}",
+                "REVOKE ALL ON SCHEMA public FROM PUBLIC;\n{}{POSTGRES_RECORDS}",
                 self.default_privileges("public", &names.tenant_group)
             ),
         )
@@ -212,8 +212,11 @@ impl PgServer {
         database: &str,
         schema: Option<&str>,
     ) -> (Vec<u32>, Option<Error>) {
-        let outcome =
-            migrate::apply(migrations, dialect, || self.migration_tx(database, schema)).await;
+        let scope = schema.unwrap_or("database");
+        let outcome = migrate::apply(migrations, Records::new(dialect, scope), || {
+            self.migration_tx(database, schema)
+        })
+        .await;
         if schema.is_none() {
             self.pools.remove(&Self::owner_of(database));
         }
@@ -264,9 +267,11 @@ impl PgServer {
         migrations: &Migrations,
     ) -> (Vec<u32>, Option<Error>) {
         let shared = self.names.shared_db.clone();
-        migrate::apply(migrations, Dialect::PostgresRowLevel, || {
-            self.migration_tx(&shared, None)
-        })
+        migrate::apply(
+            migrations,
+            Records::new(Dialect::PostgresRowLevel, "shared"),
+            || self.migration_tx(&shared, None),
+        )
         .await
     }
 

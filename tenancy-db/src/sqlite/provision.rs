@@ -6,7 +6,7 @@ use tenancy_pool::deadpool::Runtime;
 
 use super::{FileKey, SqliteServer, open};
 use crate::error::{Error, ErrorKind};
-use crate::migrate::{self, Dialect, Migrations};
+use crate::migrate::{self, Dialect, Migrations, Records};
 use crate::transaction::Tx;
 
 impl SqliteServer {
@@ -55,9 +55,11 @@ impl SqliteServer {
         tenant: &Tenant,
     ) -> (Vec<u32>, Option<Error>) {
         let key = FileKey::Tenant(tenant.id.clone());
-        migrate::apply(migrations, Dialect::Sqlite, || async {
-            self.begin(&key).await.map(Tx::Sqlite)
-        })
+        migrate::apply(
+            migrations,
+            Records::new(Dialect::Sqlite, "file"),
+            || async { self.begin(&key).await.map(Tx::Sqlite) },
+        )
         .await
     }
 
