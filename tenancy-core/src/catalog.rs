@@ -118,6 +118,14 @@ impl ServerName {
     }
 }
 
+impl std::str::FromStr for ServerName {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        ServerName::new(s)
+    }
+}
+
 impl TryFrom<String> for ServerName {
     type Error = Error;
 

@@ -1,11 +1,10 @@
 //! [`TenantDb`]: the handle application code holds.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use tenancy_core::naming::Naming;
-use tenancy_core::{Catalog, IsolationMode, ServerName, SharedCatalog, TenantContext};
+use tenancy_core::{IsolationMode, ServerName, SharedCatalog, TenantContext};
 use tenancy_pool::PoolStats;
 
 use crate::catalog::{CachedCatalog, CatalogStore};
@@ -37,7 +36,8 @@ pub struct TenantDb {
 
 pub(crate) struct Inner {
     pub(crate) config: DbConfig,
-    pub(crate) servers: HashMap<ServerName, Server>,
+    /// A handful of servers: a scan beats hashing a name on every transaction.
+    pub(crate) servers: Vec<(ServerName, Server)>,
     pub(crate) catalog: CachedCatalog,
     pub(crate) shared_catalog: SharedCatalog,
     pub(crate) migrations: Migrations,
@@ -50,7 +50,7 @@ impl TenantDb {
     pub fn new(config: DbConfig, migrations: Migrations) -> Result<Self, Error> {
         config.validate()?;
         let naming = Naming::new(&config.naming_prefix).map_err(Error::from_core)?;
-        let mut servers = HashMap::new();
+        let mut servers = Vec::new();
         for server in &config.servers {
             let made = match server {
                 ServerConfig::Postgres(pg) => {
@@ -64,9 +64,15 @@ impl TenantDb {
                     Server::Sqlite(Arc::new(SqliteServer::new(sqlite, naming.clone())?))
                 }
             };
-            servers.insert(server.name().clone(), made);
+            servers.push((server.name().clone(), made));
         }
-        let store = match &servers[&config.catalog_server] {
+        servers.sort_by(|a, b| a.0.cmp(&b.0));
+        let catalog_server = servers
+            .iter()
+            .find(|(name, _)| *name == config.catalog_server)
+            .map(|(_, server)| server)
+            .expect("validated: the catalog server is configured");
+        let store = match catalog_server {
             Server::Postgres(pg) => CatalogStore::Postgres(Arc::clone(pg)),
             Server::Sqlite(sqlite) => CatalogStore::Sqlite(Arc::clone(sqlite)),
         };
@@ -88,12 +94,17 @@ impl TenantDb {
     }
 
     pub(crate) fn server(&self, name: &ServerName) -> Result<&Server, Error> {
-        self.inner.servers.get(name).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Config,
-                format!("server `{name}` is not configured on this node"),
-            )
-        })
+        self.inner
+            .servers
+            .iter()
+            .find(|(configured, _)| configured == name)
+            .map(|(_, server)| server)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("server `{name}` is not configured on this node"),
+                )
+            })
     }
 
     /// A transaction that sees the data of `ctx`'s tenant and nothing else.
@@ -102,13 +113,8 @@ impl TenantDb {
     /// tenant is an error before any connection to its data is made. The tenant is bound
     /// in the same round trip as `BEGIN`.
     pub async fn transaction(&self, ctx: &TenantContext) -> Result<Transaction, Error> {
-        let tenant = self
-            .inner
-            .catalog
-            .admit(ctx.tenant())
-            .await
-            .map_err(Error::from_core)?;
-        let id = tenant.id;
+        let tenant = self.inner.catalog.admit(ctx.tenant()).await?;
+        let id = tenant.id.clone();
         let tx = match (
             self.server(&tenant.placement.server)?,
             tenant.placement.isolation,
@@ -148,7 +154,7 @@ impl TenantDb {
 
     /// The connection counters of `server`, if it is configured.
     pub fn pool_stats(&self, server: &ServerName) -> Option<PoolStats> {
-        match self.inner.servers.get(server)? {
+        match self.server(server).ok()? {
             Server::Postgres(pg) => Some(pg.pools.stats()),
             Server::Sqlite(sqlite) => Some(sqlite.pools.stats()),
         }
@@ -178,8 +184,7 @@ pub(crate) fn unsupported(server: &ServerName, mode: IsolationMode) -> Error {
 
 impl fmt::Debug for TenantDb {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut servers: Vec<&ServerName> = self.inner.servers.keys().collect();
-        servers.sort();
+        let servers: Vec<&ServerName> = self.inner.servers.iter().map(|(name, _)| name).collect();
         f.debug_struct("TenantDb")
             .field("servers", &servers)
             .field("catalog", &self.inner.catalog)

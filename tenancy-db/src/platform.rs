@@ -32,14 +32,13 @@ impl Platform {
     /// directory. Then the catalog tables. Idempotent.
     pub async fn prepare(&self, op: &PlatformContext) -> Result<(), Error> {
         let inner = self.db.inner();
-        let mut names: Vec<&ServerName> = inner.servers.keys().collect();
-        names.sort();
-        for name in &names {
-            match &inner.servers[*name] {
-                Server::Postgres(pg) => pg.prepare(**name == inner.config.catalog_server).await?,
+        for (name, server) in &inner.servers {
+            match server {
+                Server::Postgres(pg) => pg.prepare(*name == inner.config.catalog_server).await?,
                 Server::Sqlite(sqlite) => sqlite.prepare().await?,
             }
         }
+        let names: Vec<&ServerName> = inner.servers.iter().map(|(name, _)| name).collect();
         let store = inner.catalog.store();
         store.ensure_schema().await?;
         let names: Vec<&str> = names.iter().map(|name| name.as_str()).collect();
@@ -196,10 +195,8 @@ impl Platform {
         let migrations = &inner.migrations;
 
         let mut firsts = Vec::new();
-        let mut servers: Vec<&ServerName> = inner.servers.keys().collect();
-        servers.sort();
-        for name in servers {
-            let Server::Postgres(pg) = &inner.servers[name] else {
+        for (name, server) in &inner.servers {
+            let Server::Postgres(pg) = server else {
                 continue;
             };
             let on_server = |mode| {
@@ -293,11 +290,9 @@ impl Platform {
     /// temporary tables. Fails with [`ErrorKind::Isolation`] listing what it found.
     pub async fn check_isolation(&self) -> Result<Vec<(ServerName, IsolationReport)>, Error> {
         let inner = self.db.inner();
-        let mut servers: Vec<&ServerName> = inner.servers.keys().collect();
-        servers.sort();
         let mut reports = Vec::new();
-        for name in servers {
-            if let Server::Postgres(pg) = &inner.servers[name] {
+        for (name, server) in &inner.servers {
+            if let Server::Postgres(pg) = server {
                 let report = rls::check(pg).await?.into_result().map_err(|error| {
                     Error::new(ErrorKind::Isolation, format!("server `{name}`: {error}"))
                 })?;

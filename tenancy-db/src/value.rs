@@ -216,14 +216,14 @@ impl<T: FromValue> FromValue for Option<T> {
 /// A column of a [`Row`], by position or by name.
 pub trait ColumnIndex {
     /// The position of the column in `row`, if it has it.
-    fn position(&self, columns: &[String]) -> Option<usize>;
+    fn position(&self, row: &Row) -> Option<usize>;
     /// How to name the column in a message.
     fn describe(&self) -> String;
 }
 
 impl ColumnIndex for usize {
-    fn position(&self, columns: &[String]) -> Option<usize> {
-        (*self < columns.len()).then_some(*self)
+    fn position(&self, row: &Row) -> Option<usize> {
+        (*self < row.values.len()).then_some(*self)
     }
 
     fn describe(&self) -> String {
@@ -232,8 +232,8 @@ impl ColumnIndex for usize {
 }
 
 impl ColumnIndex for &str {
-    fn position(&self, columns: &[String]) -> Option<usize> {
-        columns.iter().position(|name| name == self)
+    fn position(&self, row: &Row) -> Option<usize> {
+        row.column_names().position(|name| name == *self)
     }
 
     fn describe(&self) -> String {
@@ -241,21 +241,32 @@ impl ColumnIndex for &str {
     }
 }
 
-/// A row of a result: column names (shared by the rows of one result) and values.
-#[derive(Debug, Clone, PartialEq)]
+/// A row of a result: its values, and the column names it shares with the other rows of
+/// the result.
+#[derive(Debug, Clone)]
 pub struct Row {
-    columns: Arc<[String]>,
+    columns: Columns,
     values: Vec<Value>,
 }
 
-impl Row {
-    pub(crate) fn new(columns: Arc<[String]>, values: Vec<Value>) -> Self {
-        Row { columns, values }
-    }
+/// Column names, borrowed from where they already are: a PostgreSQL statement (so reading
+/// a row allocates no names), or the names a SQLite statement reported.
+#[derive(Debug, Clone)]
+enum Columns {
+    Postgres(tokio_postgres::Statement),
+    Named(Arc<[String]>),
+}
 
+impl PartialEq for Row {
+    fn eq(&self, other: &Self) -> bool {
+        self.values == other.values && self.column_names().eq(other.column_names())
+    }
+}
+
+impl Row {
     /// The value of `column` as `T`.
     pub fn get<T: FromValue>(&self, column: impl ColumnIndex) -> Result<T, Error> {
-        let position = column.position(&self.columns).ok_or_else(|| {
+        let position = column.position(self).ok_or_else(|| {
             Error::new(
                 ErrorKind::Conversion,
                 format!("the row has no {}", column.describe()),
@@ -270,8 +281,20 @@ impl Row {
     }
 
     /// The column names, in order.
-    pub fn columns(&self) -> &[String] {
-        &self.columns
+    pub fn column_names(&self) -> impl Iterator<Item = &str> {
+        let (postgres, named) = match &self.columns {
+            Columns::Postgres(statement) => (Some(statement.columns()), None),
+            Columns::Named(names) => (None, Some(names)),
+        };
+        postgres
+            .into_iter()
+            .flatten()
+            .map(tokio_postgres::Column::name)
+            .chain(
+                named
+                    .into_iter()
+                    .flat_map(|names| names.iter().map(String::as_str)),
+            )
     }
 
     /// The values, in column order.
@@ -283,7 +306,7 @@ impl Row {
 /// Converts a PostgreSQL row; columns of types without a [`Value`] mapping are an error
 /// that says which cast to write.
 pub(crate) fn from_postgres(
-    columns: &Arc<[String]>,
+    statement: &tokio_postgres::Statement,
     row: &tokio_postgres::Row,
 ) -> Result<Row, Error> {
     let mut values = Vec::with_capacity(row.len());
@@ -325,7 +348,10 @@ pub(crate) fn from_postgres(
         };
         values.push(value);
     }
-    Ok(Row::new(Arc::clone(columns), values))
+    Ok(Row {
+        columns: Columns::Postgres(statement.clone()),
+        values,
+    })
 }
 
 /// Converts a SQLite row.
@@ -344,5 +370,8 @@ pub(crate) fn from_sqlite(
             ValueRef::Blob(v) => Value::Bytes(v.to_vec()),
         });
     }
-    Ok(Row::new(Arc::clone(columns), values))
+    Ok(Row {
+        columns: Columns::Named(Arc::clone(columns)),
+        values,
+    })
 }

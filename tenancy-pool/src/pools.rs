@@ -9,11 +9,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::hash::Hash;
 use std::ops::{Deref, DerefMut};
-use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use deadpool::Runtime;
@@ -59,6 +61,8 @@ struct Budget {
     permits: Arc<Semaphore>,
     /// Woken whenever a connection goes back to a pool: a waiter may now evict it.
     returned: Notify,
+    /// Checkouts waiting on `returned`: returns skip the notification when there are none.
+    waiting: AtomicUsize,
     started: Instant,
     counters: Counters,
     /// Closes the least recently used idle connection of any pool; `false` if none is idle.
@@ -190,6 +194,9 @@ impl Budget {
             // return between the look and the wait is not missed.
             let mut returned = pin!(self.returned.notified());
             returned.as_mut().enable();
+            // Counted as waiting before looking: a connection returned after the look
+            // then finds this checkout waiting and wakes it.
+            let _waiting = Waiting::register(&self.waiting);
             if (self.evict_idle)() {
                 continue;
             }
@@ -207,6 +214,15 @@ impl Budget {
     }
 }
 
+/// Polls `future` once: its output if it is ready at once, `None` if it would wait.
+async fn futures_poll_once<F: Future + Unpin>(mut future: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| match Pin::new(&mut future).poll(cx) {
+        Poll::Ready(output) => Poll::Ready(Some(output)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
+}
+
 /// The idle connections of `pool` (those waiting in it, not those in use) and how long the
 /// longest-idle one has waited.
 ///
@@ -221,6 +237,22 @@ fn idle_connections<M: Manager>(pool: &Pool<Budgeted<M>>) -> (usize, Option<Dura
         true
     });
     (count, longest)
+}
+
+/// Counts a checkout as waiting for a returned connection while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn register(waiting: &'a AtomicUsize) -> Self {
+        waiting.fetch_add(1, Ordering::SeqCst);
+        Waiting(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Closes the connection that has been idle longest, in whichever pool it waits. Returns
@@ -257,9 +289,8 @@ fn evict_idle_connection<K, M: Manager>(pools: &PoolMap<K, M>, counters: &Counte
 impl<K, M: Manager> Shared<K, M> {
     /// Closes connections idle longer than the idle timeout and drops pools left without
     /// connections for as long. Runs at most every quarter of the idle timeout.
-    fn sweep_if_due(&self) {
+    fn sweep_if_due(&self, now: u64) {
         let budget = &self.budget;
-        let now = budget.now_ms();
         let idle_timeout = budget.config.idle_timeout;
         let idle_ms = u64::try_from(idle_timeout.as_millis()).unwrap_or(u64::MAX);
         let last = self.last_sweep_ms.load(Ordering::Relaxed);
@@ -315,6 +346,7 @@ where
                 permits: Arc::new(Semaphore::new(config.max_connections)),
                 config,
                 returned: Notify::new(),
+                waiting: AtomicUsize::new(0),
                 started: Instant::now(),
                 counters: Counters::default(),
                 evict_idle: Box::new(move || match (pools.upgrade(), budget.upgrade()) {
@@ -344,9 +376,9 @@ where
     /// connecting for this key failed within the last `retry_after_failure`.
     pub async fn get(&self, key: &K) -> Result<Connection<M>, Error> {
         let budget = &self.shared.budget;
-        self.shared.sweep_if_due();
-        let entry = self.entry(key)?;
         let now = budget.now_ms();
+        self.shared.sweep_if_due(now);
+        let entry = self.entry(key)?;
         let unavailable_until = entry.unavailable_until_ms.load(Ordering::Relaxed);
         if now < unavailable_until {
             let last = entry
@@ -366,8 +398,16 @@ where
         }
         entry.last_used_ms.store(now, Ordering::Relaxed);
         Counters::bump(&budget.counters.checkouts);
-        let checkout = tokio::time::timeout(budget.config.acquire_timeout, entry.pool.get());
-        match checkout.await {
+        // An idle connection is handed out on the first poll: only arm the timeout timer
+        // when the checkout has to wait.
+        let outcome = {
+            let mut checkout = pin!(entry.pool.get());
+            match futures_poll_once(checkout.as_mut()).await {
+                Some(done) => Ok(done),
+                None => tokio::time::timeout(budget.config.acquire_timeout, checkout).await,
+            }
+        };
+        match outcome {
             Ok(Ok(object)) => Ok(Connection {
                 object: Some(object),
                 entry,
@@ -497,7 +537,8 @@ where
             .max_size(budget.config.max_connections_per_pool)
             .queue_mode(QueueMode::Lifo)
             .runtime(Runtime::Tokio1)
-            .recycle_timeout(Some(budget.config.connect_timeout))
+            // No recycle timeout: a timer armed on every checkout cost more than the
+            // recycle checks of these managers, which do no I/O.
             .build()
             .map_err(|error| {
                 Error::new(
@@ -622,7 +663,12 @@ impl<M: Manager> Drop for Connection<M> {
             self.entry
                 .last_used_ms
                 .store(self.budget.now_ms(), Ordering::Relaxed);
-            self.budget.returned.notify_waiters();
+            // A waiter registers before it looks for idle connections, so a return it
+            // could use is never missed: either it sees this connection idle, or this sees
+            // it waiting.
+            if self.budget.waiting.load(Ordering::SeqCst) > 0 {
+                self.budget.returned.notify_waiters();
+            }
         }
     }
 }

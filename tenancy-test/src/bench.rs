@@ -5,7 +5,11 @@
 //! These machines are shared and noisy, so absolute times from different runs do not
 //! compare; ratios measured in one run, with the variants taking turns, do. Each round
 //! runs every variant for a fixed number of iterations (in a rotating order, so none is
-//! always first after a pause); the median over rounds is reported.
+//! always first after a pause). The report gives each variant's median over rounds, and
+//! the *paired ratio*: the median, over rounds, of the variant's time divided by the
+//! baseline's time in the same round. When the machine drifts between fast and slow
+//! states, the paired ratio compares each variant with the baseline under the same
+//! conditions; prefer it, with many short rounds, for noisy measurements.
 //!
 //! ```
 //! use tenancy_test::bench::Comparison;
@@ -102,15 +106,18 @@ impl<'a> Comparison<'a> {
                 samples[index].push(per_iteration);
             }
         }
+        let baseline = samples[0].clone();
         let rows: Vec<Row> = self
             .variants
             .iter()
             .zip(samples)
             .map(|((name, _), mut times)| {
-                times.sort_by(f64::total_cmp);
+                let mut ratios: Vec<f64> =
+                    times.iter().zip(&baseline).map(|(t, b)| t / b).collect();
                 Row {
                     name: name.clone(),
-                    median_ns: times[times.len() / 2],
+                    paired_ratio: median(&mut ratios),
+                    median_ns: median(&mut times),
                     min_ns: times[0],
                 }
             })
@@ -131,10 +138,16 @@ struct Row {
     name: String,
     median_ns: f64,
     min_ns: f64,
+    paired_ratio: f64,
 }
 
-/// The result of a [`Comparison`]: per variant, the median and fastest round, and the
-/// median as a ratio of the baseline's.
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The result of a [`Comparison`]: per variant, the median and fastest round, the median
+/// as a ratio of the baseline's, and the paired ratio.
 #[derive(Debug, Clone)]
 pub struct Report {
     title: String,
@@ -161,6 +174,20 @@ impl Report {
     pub fn ratio(&self, name: &str) -> f64 {
         self.median_ns(name) / self.rows[0].median_ns
     }
+
+    /// The median over rounds of `name`'s time divided by the baseline's time in the same
+    /// round.
+    ///
+    /// # Panics
+    ///
+    /// If there is no variant called `name`.
+    pub fn paired_ratio(&self, name: &str) -> f64 {
+        self.rows
+            .iter()
+            .find(|row| row.name == name)
+            .unwrap_or_else(|| panic!("no variant called {name:?}"))
+            .paired_ratio
+    }
 }
 
 impl std::fmt::Display for Report {
@@ -168,19 +195,25 @@ impl std::fmt::Display for Report {
         let mut out = String::new();
         writeln!(
             out,
-            "{} ({} rounds x {} iterations, median per iteration)",
+            "{} ({} rounds x {} iterations; times per iteration)",
             self.title, self.rounds, self.iterations
         )?;
         let width = self.rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
         let baseline = self.rows[0].median_ns;
+        writeln!(
+            out,
+            "  {:<width$}  {:>10}  {:>10}  {:>8}  {:>8}",
+            "", "median", "fastest", "ratio", "paired"
+        )?;
         for row in &self.rows {
             writeln!(
                 out,
-                "  {:<width$}  median {:>12}  fastest {:>12}  {:>6.3}x",
+                "  {:<width$}  {:>10}  {:>10}  {:>7.3}x  {:>7.3}x",
                 row.name,
                 human(row.median_ns),
                 human(row.min_ns),
                 row.median_ns / baseline,
+                row.paired_ratio,
             )?;
         }
         f.write_str(out.trim_end())
@@ -195,4 +228,21 @@ fn human(ns: f64) -> String {
     } else {
         format!("{ns:.1} ns")
     }
+}
+
+/// Pins every thread of process `pid` to `cpu` (with `taskset`), so that a benchmark and
+/// the server processes it talks to share one core.
+///
+/// On a small virtual machine a round trip to a process on an idle core costs a wake-up
+/// of tens of microseconds, decided by where the scheduler happened to put each process:
+/// two variants of one benchmark, each on its own connection, then differ by their
+/// placement rather than their work. Pinning everything to one core removes that.
+/// Returns whether `taskset` succeeded.
+pub fn pin_to_cpu(pid: u32, cpu: usize) -> bool {
+    std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }

@@ -152,6 +152,16 @@ impl PgServer {
         .await?;
         self.ensure_role(&names.tenant_group, "NOLOGIN NOINHERIT", false)
             .await?;
+        // Schema-per-tenant transactions rely on `$user` resolving to the tenant's schema
+        // after `SET LOCAL ROLE`: pin the search path rather than trust the server's default.
+        self.admin(
+            "setting the application role's search path",
+            &format!(
+                "ALTER ROLE {} SET search_path = \"$user\", public",
+                ident(&names.app)
+            ),
+        )
+        .await?;
 
         self.ensure_database(&names.shared_db).await?;
         self.admin(

@@ -5,10 +5,11 @@
 //! with the transaction. A transaction dropped before `commit` or `rollback` finished (an
 //! error path, a cancelled request) discards its connection instead of returning it.
 
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::pin::pin;
 
+use futures::TryStreamExt;
 use tenancy_core::TenantId;
-use tokio_postgres::types::ToSql;
 
 use super::{PgConnection, TENANT_SETTING, ident, literal};
 use crate::error::{Error, ErrorKind};
@@ -19,32 +20,34 @@ use crate::value::{self, Row, Value};
 pub(crate) enum Binding {
     /// The connection is the tenant's own (database per tenant).
     Connection,
-    /// `SET LOCAL ROLE` and `SET LOCAL search_path` to the tenant's role and schema.
+    /// `SET LOCAL ROLE` to the tenant's role. The application role's search path is
+    /// `"$user", public` (set by `Platform::prepare`): `$user` is now the tenant's role,
+    /// whose schema has the same name, and `public` is skipped because the tenant's role
+    /// has no use of it. One statement instead of two (`SET LOCAL search_path` measured
+    /// another +6% on a short transaction).
     Schema(String),
-    /// `set_config('app.tenant_id', id, true)`: row-level security does the rest.
+    /// `SET LOCAL app.tenant_id = 'id'`: row-level security does the rest.
     Row(TenantId),
     /// `SET LOCAL search_path` only: platform work (migrations) in a tenant's schema.
     SearchPath(String),
 }
 
 impl Binding {
-    fn begin_sql(&self) -> String {
-        match self {
-            Binding::Connection => String::from("BEGIN"),
-            Binding::Schema(name) => format!(
-                "BEGIN; SET LOCAL ROLE {role}; SET LOCAL search_path TO {role}",
-                role = ident(name)
-            ),
-            // The literal is safe: a validated tenant id has no quote.
+    fn begin_sql(&self) -> Cow<'static, str> {
+        Cow::Owned(match self {
+            Binding::Connection => return Cow::Borrowed("BEGIN"),
+            Binding::Schema(name) => format!("BEGIN; SET LOCAL ROLE {}", ident(name)),
+            // A utility statement, not `SELECT set_config(..)`: it needs no planning and
+            // returns no row (measured: +6% on a BEGIN/COMMIT pair, against +20%). The
+            // literal is safe: a validated tenant id has no quote.
             Binding::Row(id) => format!(
-                "BEGIN; SELECT set_config({}, {}, true)",
-                literal(TENANT_SETTING),
+                "BEGIN; SET LOCAL {TENANT_SETTING} = {}",
                 literal(id.as_str())
             ),
             Binding::SearchPath(schema) => {
                 format!("BEGIN; SET LOCAL search_path TO {}", ident(schema))
             }
-        }
+        })
     }
 
     /// Whether other tenants use the same connections afterwards.
@@ -93,29 +96,27 @@ impl PgTransaction {
 
     pub(crate) async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, Error> {
         let statement = self.prepare(sql).await?;
-        let params = as_params(params);
         self.client()?
-            .execute(&statement, &params)
+            .execute_raw(&statement, params)
             .await
             .map_err(|e| Error::postgres("executing a statement", e))
     }
 
     pub(crate) async fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, Error> {
+        let failed = |e| Error::postgres("running a query", e);
         let statement = self.prepare(sql).await?;
-        let params = as_params(params);
-        let rows = self
-            .client()?
-            .query(&statement, &params)
-            .await
-            .map_err(|e| Error::postgres("running a query", e))?;
-        let columns: Arc<[String]> = statement
-            .columns()
-            .iter()
-            .map(|column| column.name().to_owned())
-            .collect();
-        rows.iter()
-            .map(|row| value::from_postgres(&columns, row))
-            .collect()
+        // Streamed straight into portable rows: no intermediate vector of driver rows.
+        let mut stream = pin!(
+            self.client()?
+                .query_raw(&statement, params)
+                .await
+                .map_err(failed)?
+        );
+        let mut rows = Vec::new();
+        while let Some(row) = stream.try_next().await.map_err(failed)? {
+            rows.push(value::from_postgres(&statement, &row)?);
+        }
+        Ok(rows)
     }
 
     pub(crate) async fn batch(&self, sql: &str) -> Result<(), Error> {
@@ -172,11 +173,4 @@ impl Drop for PgTransaction {
             connection.discard();
         }
     }
-}
-
-fn as_params(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
-    params
-        .iter()
-        .map(|value| value as &(dyn ToSql + Sync))
-        .collect()
 }

@@ -1,0 +1,209 @@
+//! Run with: cargo bench -p tenancy-db --bench tenant_transaction
+//!
+//! One transaction with one simple query (`SELECT title FROM records WHERE id = $1`),
+//! through `TenantDb` and through a raw deadpool-postgres pool, interleaved round by round
+//! in one run, for each PostgreSQL strategy. The raw side runs the same statement against
+//! the same table (schema-qualified, or with an explicit `tenant_id` filter as a superuser
+//! that RLS does not apply to), in `BEGIN ... COMMIT`, with a cached prepared statement.
+//!
+//! Needs the test PostgreSQL server (TENANCY_TEST_POSTGRES_URL, default 127.0.0.1:5432).
+//!
+//! The benchmark pins itself and every server backend it uses to CPU 0 (set
+//! `TENANCY_BENCH_PIN=0` not to): on a two-core virtual machine a round trip to a backend
+//! on the other, idle core costs tens of microseconds of wake-up, and which backend lands
+//! where is chance, so unpinned runs compare placements, not work.
+
+use std::hint::black_box;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tenancy_core::{IsolationMode, TenantContext};
+use tenancy_db::{Migration, Migrations, TenantDb, rls, tokio_postgres};
+use tenancy_test::Service;
+use tenancy_test::bench::{Comparison, pin_to_cpu};
+use tenancy_test::db::{Backend, TestDb};
+
+fn migrations() -> Migrations {
+    let row_level = format!(
+        "CREATE TABLE records (tenant_id text NOT NULL, id bigint NOT NULL, title text NOT NULL, \
+         PRIMARY KEY (tenant_id, id));\n{}",
+        rls::row_level_policy("records").unwrap()
+    );
+    Migrations::new(vec![
+        Migration::new(1, "records")
+            .postgres("CREATE TABLE records (id bigint PRIMARY KEY, title text NOT NULL)")
+            .row_level(&row_level),
+    ])
+    .unwrap()
+}
+
+fn raw_pool(database: &str) -> Pool {
+    let mut config: tokio_postgres::Config = Service::Postgres.require().parse().unwrap();
+    config
+        .dbname(database)
+        .application_name("tenancy-bench-raw");
+    let manager = Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager).max_size(4).build().unwrap()
+}
+
+async fn raw_transaction(
+    pool: &Pool,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> String {
+    let mut client = pool.get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    let statement = tx.prepare_cached(sql).await.unwrap();
+    let title: String = tx.query_one(&statement, params).await.unwrap().get(0);
+    tx.commit().await.unwrap();
+    title
+}
+
+async fn tenant_transaction(db: &TenantDb, ctx: &TenantContext) -> String {
+    let mut tx = db.transaction(ctx).await.unwrap();
+    let title: String = tx
+        .query_one("SELECT title FROM records WHERE id = $1", &[1i64.into()])
+        .await
+        .unwrap()
+        .get(0)
+        .unwrap();
+    tx.commit().await.unwrap();
+    title
+}
+
+/// Pins this process and the backends of its connections to CPU 0, unless told not to.
+async fn pin_everything(fixture: &TestDb) {
+    if std::env::var("TENANCY_BENCH_PIN").is_ok_and(|v| v == "0") {
+        println!("(not pinned: TENANCY_BENCH_PIN=0)\n");
+        return;
+    }
+    let admin = fixture.superuser("postgres").await;
+    let pids: Vec<i32> = admin
+        .query(
+            "SELECT pid FROM pg_stat_activity \
+             WHERE application_name IN ('tenancy', 'tenancy-bench-raw')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let pinned = pin_to_cpu(std::process::id(), 0)
+        && pids
+            .iter()
+            .all(|pid| pin_to_cpu(u32::try_from(*pid).unwrap(), 0));
+    println!(
+        "(this process and {} server backends {} to CPU 0)\n",
+        pids.len(),
+        if pinned {
+            "pinned"
+        } else {
+            "could NOT be pinned"
+        }
+    );
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let fixture = runtime.block_on(TestDb::new(Backend::Postgres, migrations()));
+    let naming = fixture.db.naming();
+    let tenants: Vec<(IsolationMode, TenantContext)> = runtime.block_on(async {
+        let mut tenants = Vec::new();
+        for isolation in [
+            IsolationMode::Database,
+            IsolationMode::Schema,
+            IsolationMode::Row,
+        ] {
+            let ctx = fixture
+                .tenant(&format!("bench-{isolation}"), isolation)
+                .await;
+            let mut tx = fixture.db.transaction(&ctx).await.unwrap();
+            tx.execute(
+                "INSERT INTO records (id, title) VALUES (1, $1)",
+                &[ctx.tenant().as_str().into()],
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+            tenants.push((isolation, ctx));
+        }
+        tenants
+    });
+
+    println!(
+        "tenant transaction (BEGIN, one SELECT, COMMIT) vs the same on a raw deadpool-postgres pool\n"
+    );
+    let mut setups = Vec::new();
+    for (isolation, ctx) in &tenants {
+        let tenant = ctx.tenant().to_string();
+        let name = naming.sql_name(ctx.tenant());
+        let (pool, sql) = match isolation {
+            IsolationMode::Database => (
+                raw_pool(&name),
+                String::from("SELECT title FROM records WHERE id = $1"),
+            ),
+            IsolationMode::Schema => (
+                raw_pool(&naming.platform_sql_name("shared")),
+                format!("SELECT title FROM \"{name}\".records WHERE id = $1"),
+            ),
+            _ => (
+                raw_pool(&naming.platform_sql_name("shared")),
+                String::from("SELECT title FROM records WHERE tenant_id = $2 AND id = $1"),
+            ),
+        };
+        let id = 1i64;
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = match isolation {
+            IsolationMode::Row => vec![&id, &tenant],
+            _ => vec![&id],
+        };
+        assert_eq!(
+            runtime.block_on(raw_transaction(&pool, &sql, &params)),
+            tenant
+        );
+        assert_eq!(
+            runtime.block_on(tenant_transaction(&fixture.db, ctx)),
+            tenant
+        );
+        setups.push((isolation, ctx, pool, sql, tenant));
+    }
+    runtime.block_on(pin_everything(&fixture));
+    for (isolation, ctx, pool, sql, tenant) in &setups {
+        let id = 1i64;
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = match isolation {
+            IsolationMode::Row => vec![&id, tenant],
+            _ => vec![&id],
+        };
+        // Many short rounds: this machine drifts between fast and slow states, and the
+        // paired ratio compares each round's variant with the same round's baseline.
+        let report = Comparison::new(&format!("{isolation} per tenant"))
+            .rounds(300)
+            .iterations(20)
+            .baseline("raw deadpool-postgres", || {
+                black_box(runtime.block_on(raw_transaction(pool, sql, &params)));
+            })
+            .variant("TenantDb::transaction", || {
+                black_box(runtime.block_on(tenant_transaction(&fixture.db, ctx)));
+            })
+            .run();
+        let goal = if **isolation == IsolationMode::Database {
+            1.05
+        } else {
+            1.10
+        };
+        let paired = report.paired_ratio("TenantDb::transaction");
+        println!(
+            "  paired ratio {paired:.3} (goal <= {goal:.2}): {}\n",
+            if paired <= goal { "met" } else { "NOT MET" }
+        );
+    }
+    drop(fixture);
+}
