@@ -31,6 +31,13 @@ pub struct PoolsConfig {
     /// After a failed connection attempt, checkouts for the same pool fail at once for this
     /// long instead of queueing behind a server that is down.
     pub retry_after_failure: Duration,
+    /// When the budget is full, a checkout that needs a new connection closes another
+    /// pool's connection only if it has been idle at least this long (the longest-idle
+    /// first); otherwise it waits for its own
+    /// pool's next idle connection or for an idle connection to reach this age. Taking
+    /// connections used a moment ago makes tenants rob each other in turn, and every
+    /// other checkout pays for a new connection. Zero takes any idle connection at once.
+    pub steal_idle_after: Duration,
 }
 
 impl Default for PoolsConfig {
@@ -43,6 +50,9 @@ impl Default for PoolsConfig {
             connect_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(600),
             retry_after_failure: Duration::from_secs(1),
+            // Measured with 1,000 tenant databases and with 50 behind 64 connections
+            // (benches/density.rs): 200 ms beat 0, 20, 50, 60 ms and 1 s on throughput.
+            steal_idle_after: Duration::from_millis(200),
         }
     }
 }

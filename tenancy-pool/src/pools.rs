@@ -14,7 +14,7 @@ use std::hash::Hash;
 use std::ops::{Deref, DerefMut};
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -65,9 +65,10 @@ struct Budget {
     waiting: AtomicUsize,
     started: Instant,
     counters: Counters,
-    /// Closes the least recently used idle connection of any pool; `false` if none is idle.
-    /// Type-erased so the budget (held by every pool's manager) does not name the key type.
-    evict_idle: Box<dyn Fn() -> bool + Send + Sync>,
+    /// Closes the connection idle longest, in any pool, if it has been idle at least the
+    /// given time; `false` if there is none. Type-erased so the budget (held by every
+    /// pool's manager) does not name the key type.
+    evict_idle: Box<dyn Fn(Duration) -> bool + Send + Sync>,
 }
 
 struct Entry<M: Manager> {
@@ -80,9 +81,11 @@ struct Entry<M: Manager> {
 }
 
 /// Wraps a key's manager so that every connection it makes holds a budget permit.
-struct Budgeted<M> {
+struct Budgeted<M: Manager> {
     inner: M,
     budget: Arc<Budget>,
+    /// The pool this manager makes connections for, set once the pool exists.
+    entry: OnceLock<Weak<Entry<M>>>,
 }
 
 /// A connection together with its share of a budget permit.
@@ -127,15 +130,27 @@ impl fmt::Debug for Lease {
 enum Failure<E> {
     Backend(E),
     ConnectTimeout,
+    /// The budget is full and the pool already has an idle connection: the checkout
+    /// should take that one instead (it retries).
+    Yield,
 }
+
+/// [`Budget::acquire`] gave up because the caller's own pool has an idle connection.
+struct Yielded;
 
 impl<M: Manager> Manager for Budgeted<M> {
     type Type = Counted<M::Type>;
     type Error = Failure<M::Error>;
 
     async fn create(&self) -> Result<Self::Type, Self::Error> {
+        let own = self.entry.get().and_then(Weak::upgrade);
+        let permit = self
+            .budget
+            .acquire(own.as_deref())
+            .await
+            .map_err(|Yielded| Failure::Yield)?;
         let lease = Lease {
-            _permit: Arc::new(self.budget.acquire().await),
+            _permit: Arc::new(permit),
         };
         let connect = tokio::time::timeout(
             self.budget.config.connect_timeout,
@@ -182,33 +197,52 @@ impl Budget {
         self.config.max_connections - self.permits.available_permits()
     }
 
-    /// A permit: a free one, or one freed by closing the least recently used idle
-    /// connection, or the next one returned. Callers bound the wait.
-    async fn acquire(&self) -> OwnedSemaphorePermit {
+    /// A permit for a new connection of `own`'s pool.
+    ///
+    /// A free permit if there is one. Otherwise, when the budget is full, it closes the
+    /// connection idle longest if it has been idle at least `steal_idle_after`, gives up ([`Yielded`]) as soon as its own pool has an idle connection so the
+    /// checkout takes that instead, or waits. Callers bound the wait.
+    async fn acquire<M: Manager>(
+        &self,
+        own: Option<&Entry<M>>,
+    ) -> Result<OwnedSemaphorePermit, Yielded> {
         let mut counted_wait = false;
         loop {
             if let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() {
-                return permit;
+                return Ok(permit);
             }
-            // Register for "a connection was returned" before looking for idle ones, so a
-            // return between the look and the wait is not missed.
+            // Register for "a connection was returned" before looking, so a return between
+            // the look and the wait is not missed: either the look sees it, or the return
+            // sees this checkout waiting.
             let mut returned = pin!(self.returned.notified());
             returned.as_mut().enable();
-            // Counted as waiting before looking: a connection returned after the look
-            // then finds this checkout waiting and wakes it.
             let _waiting = Waiting::register(&self.waiting);
-            if (self.evict_idle)() {
-                continue;
+            // Only a connection idle at least `steal_idle_after` is taken: a tenant robbed
+            // of a connection it was about to use comes back needing one, and robs the
+            // next.
+            let evicted = (self.evict_idle)(self.config.steal_idle_after);
+            if !evicted && own.is_some_and(|entry| idle_connections(&entry.pool).0 > 0) {
+                return Err(Yielded);
             }
-            if !counted_wait {
+            if !evicted && !counted_wait {
                 counted_wait = true;
                 Counters::bump(&self.counters.waits);
             }
+            // After closing a connection, wait for its permit: it comes back only once the
+            // server has let go of it (see `Lease`), and looping at once would close
+            // another. Otherwise look again now and then: idle connections elsewhere grow
+            // old enough to take without anything being returned.
+            let recheck = tokio::time::sleep(if evicted {
+                Duration::MAX / 4
+            } else {
+                (self.config.steal_idle_after / 4).max(Duration::from_millis(2))
+            });
             tokio::select! {
                 permit = Arc::clone(&self.permits).acquire_owned() => {
-                    return permit.expect("the budget semaphore is never closed");
+                    return Ok(permit.expect("the budget semaphore is never closed"));
                 }
                 () = returned => {}
+                () = recheck => {}
             }
         }
     }
@@ -255,19 +289,29 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// Closes the connection that has been idle longest, in whichever pool it waits. Returns
-/// whether a connection was closed.
-fn evict_idle_connection<K, M: Manager>(pools: &PoolMap<K, M>, counters: &Counters) -> bool {
+/// Closes the connection idle longest, in whichever pool it waits, if it has been idle at
+/// least `min_idle`; between equally idle ones, a spare (of a pool that keeps another
+/// connection) before a pool's last. Returns whether a connection was closed.
+///
+/// Least recently used first measured better than spares first: a busy pool's spare, idle
+/// for a moment, is about to be used again, while a quiet tenant's connection is not.
+fn evict_idle_connection<K, M: Manager>(
+    pools: &PoolMap<K, M>,
+    counters: &Counters,
+    min_idle: Duration,
+) -> bool {
     for _ in 0..4 {
         let victim = pools
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
             .filter_map(|entry| {
-                let (_, longest) = idle_connections(&entry.pool);
-                longest.map(|idle| (idle, Arc::clone(entry)))
+                let (idle, longest) = idle_connections(&entry.pool);
+                let longest = longest.filter(|longest| *longest >= min_idle)?;
+                let spare = entry.pool.status().size > 1 || idle > 1;
+                Some(((longest, spare), Arc::clone(entry)))
             })
-            .max_by_key(|(idle, _)| *idle)
+            .max_by_key(|(rank, _)| *rank)
             .map(|(_, entry)| entry);
         let Some(victim) = victim else {
             return false;
@@ -349,8 +393,10 @@ where
                 waiting: AtomicUsize::new(0),
                 started: Instant::now(),
                 counters: Counters::default(),
-                evict_idle: Box::new(move || match (pools.upgrade(), budget.upgrade()) {
-                    (Some(pools), Some(budget)) => evict_idle_connection(&pools, &budget.counters),
+                evict_idle: Box::new(move |min_idle| match (pools.upgrade(), budget.upgrade()) {
+                    (Some(pools), Some(budget)) => {
+                        evict_idle_connection(&pools, &budget.counters, min_idle)
+                    }
                     _ => false,
                 }),
             }
@@ -401,7 +447,16 @@ where
         // An idle connection is handed out on the first poll: only arm the timeout timer
         // when the checkout has to wait.
         let outcome = {
-            let mut checkout = pin!(entry.pool.get());
+            let attempt = async {
+                loop {
+                    match entry.pool.get().await {
+                        // The pool has an idle connection of its own now: take it.
+                        Err(PoolError::Backend(Failure::Yield)) => {}
+                        other => return other,
+                    }
+                }
+            };
+            let mut checkout = pin!(attempt);
             match futures_poll_once(checkout.as_mut()).await {
                 Some(done) => Ok(done),
                 None => tokio::time::timeout(budget.config.acquire_timeout, checkout).await,
@@ -532,6 +587,7 @@ where
         let manager = Budgeted {
             inner: (shared.manager_for)(key),
             budget: Arc::clone(budget),
+            entry: OnceLock::new(),
         };
         let pool = Pool::builder(manager)
             .max_size(budget.config.max_connections_per_pool)
@@ -552,6 +608,7 @@ where
             unavailable_until_ms: AtomicU64::new(0),
             last_failure: Mutex::new(None),
         });
+        let _ = entry.pool.manager().entry.set(Arc::downgrade(&entry));
         pools.insert(key.clone(), Arc::clone(&entry));
         Ok(entry)
     }

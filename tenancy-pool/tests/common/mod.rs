@@ -110,9 +110,12 @@ pub fn fake_pools(
     .expect("a valid configuration")
 }
 
+/// A configuration whose budget, when full, gives up any idle connection at once
+/// (`steal_idle_after` zero); tests of the waiting policy set it themselves.
 pub fn config(max_connections: usize, per_pool: usize) -> PoolsConfig {
     let mut config = PoolsConfig::with_max_connections(max_connections);
     config.max_connections_per_pool = per_pool;
+    config.steal_idle_after = std::time::Duration::ZERO;
     config
 }
 
