@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use support::{LoadResult, Zipf, long_lived_db, ms, run_load, setting, summary};
+use support::{LoadResult, Zipf, describe, long_lived_db, ms, run_load, setting, summary};
 use tenancy_core::{Actor, IsolationMode, Placement, TenantContext, TenantId};
 use tenancy_db::tokio_postgres::{self, types::Type};
 use tenancy_db::{Migration, Migrations, TenantDb};
@@ -247,11 +247,11 @@ async fn tenancy_round(
                 let mut tx = db
                     .transaction(&contexts[rank])
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| describe(&e))?;
                 tx.query_one("SELECT title FROM records WHERE id = $1", &[1i64.into()])
                     .await
-                    .map_err(|e| e.to_string())?;
-                tx.commit().await.map_err(|e| e.to_string())
+                    .map_err(|e| describe(&e))?;
+                tx.commit().await.map_err(|e| describe(&e))
             }
         },
     )
@@ -290,15 +290,15 @@ async fn pgbouncer_round(
         move |rank| {
             let pools = Arc::clone(&pools);
             async move {
-                let mut client = pools.get(rank).get().await.map_err(|e| e.to_string())?;
-                let tx = client.transaction().await.map_err(|e| e.to_string())?;
+                let mut client = pools.get(rank).get().await.map_err(|e| describe(&e))?;
+                let tx = client.transaction().await.map_err(|e| describe(&e))?;
                 tx.query_typed(
                     "SELECT title FROM records WHERE id = $1",
                     &[(&1i64, Type::INT8)],
                 )
                 .await
-                .map_err(|e| e.to_string())?;
-                tx.commit().await.map_err(|e| e.to_string())
+                .map_err(|e| describe(&e))?;
+                tx.commit().await.map_err(|e| describe(&e))
             }
         },
     )
@@ -331,16 +331,16 @@ async fn naive_round(
         move |rank| {
             let pools = Arc::clone(&load_pools);
             async move {
-                let mut client = pools.get(rank).get().await.map_err(|e| e.to_string())?;
-                let tx = client.transaction().await.map_err(|e| e.to_string())?;
+                let mut client = pools.get(rank).get().await.map_err(|e| describe(&e))?;
+                let tx = client.transaction().await.map_err(|e| describe(&e))?;
                 let statement = tx
                     .prepare_cached("SELECT title FROM records WHERE id = $1")
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| describe(&e))?;
                 tx.query_one(&statement, &[&1i64])
                     .await
-                    .map_err(|e| e.to_string())?;
-                tx.commit().await.map_err(|e| e.to_string())
+                    .map_err(|e| describe(&e))?;
+                tx.commit().await.map_err(|e| describe(&e))
             }
         },
     )

@@ -59,10 +59,10 @@ struct Shared<K, M: Manager> {
 struct Budget {
     config: PoolsConfig,
     permits: Arc<Semaphore>,
-    /// Woken whenever a connection goes back to a pool: a waiter may now evict it.
-    returned: Notify,
-    /// Checkouts waiting on `returned`: returns skip the notification when there are none.
-    waiting: AtomicUsize,
+    /// Checkouts of pools with no connection that have waited `steal_idle_after` without
+    /// finding one to take: while there are any, returned connections are closed instead
+    /// of pooled, so their permits go to the waiters (the semaphore queues them in order).
+    starving: AtomicUsize,
     started: Instant,
     counters: Counters,
     /// Closes the connection idle longest, in any pool, if it has been idle at least the
@@ -73,6 +73,12 @@ struct Budget {
 
 struct Entry<M: Manager> {
     pool: Pool<Budgeted<M>>,
+    /// Woken when one of this pool's connections comes back: a checkout of this pool
+    /// waiting to grow takes that one instead.
+    returned: Notify,
+    /// Checkouts waiting on `returned`: a return skips the notification when there are
+    /// none.
+    waiting: AtomicUsize,
     /// Milliseconds since `Budget::started` at the last checkout or return.
     last_used_ms: AtomicU64,
     /// Checkouts fail at once until this time (milliseconds since `Budget::started`).
@@ -207,21 +213,45 @@ impl Budget {
         own: Option<&Entry<M>>,
     ) -> Result<OwnedSemaphorePermit, Yielded> {
         let mut counted_wait = false;
+        let started = Instant::now();
+        let mut starving = None;
         loop {
             if let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() {
                 return Ok(permit);
             }
-            // Register for "a connection was returned" before looking, so a return between
-            // the look and the wait is not missed: either the look sees it, or the return
-            // sees this checkout waiting.
-            let mut returned = pin!(self.returned.notified());
-            returned.as_mut().enable();
-            let _waiting = Waiting::register(&self.waiting);
+            // A pool that has connections waits for one of its own to come back; register
+            // before looking, so a return between the look and the wait is not missed.
+            let growing = own.filter(|entry| entry.pool.status().size > 0);
+            let mut own_returned = pin!(async {
+                match growing {
+                    Some(entry) => {
+                        let notified = entry.returned.notified();
+                        let _waiting = Waiting::register(&entry.waiting);
+                        notified.await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            });
+            // Polled once here so the notification is registered (the future only
+            // completes after a return).
+            if futures_poll_once(own_returned.as_mut()).await.is_some() {
+                return Err(Yielded);
+            }
             // Only a connection idle at least `steal_idle_after` is taken: a tenant robbed
             // of a connection it was about to use comes back needing one, and robs the
-            // next.
-            let evicted = (self.evict_idle)(self.config.steal_idle_after);
-            if !evicted && own.is_some_and(|entry| idle_connections(&entry.pool).0 > 0) {
+            // next. But a pool with no connection that has waited that long takes any idle
+            // one, and is counted as starving so that the next returned connection anywhere
+            // is closed for it: no tenant waits unboundedly behind busy ones.
+            if growing.is_none() && started.elapsed() >= self.config.steal_idle_after {
+                starving.get_or_insert_with(|| Waiting::register(&self.starving));
+            }
+            let min_idle = if starving.is_some() {
+                Duration::ZERO
+            } else {
+                self.config.steal_idle_after
+            };
+            let evicted = (self.evict_idle)(min_idle);
+            if !evicted && growing.is_some_and(|entry| idle_connections(&entry.pool).0 > 0) {
                 return Err(Yielded);
             }
             if !evicted && !counted_wait {
@@ -241,7 +271,7 @@ impl Budget {
                 permit = Arc::clone(&self.permits).acquire_owned() => {
                     return Ok(permit.expect("the budget semaphore is never closed"));
                 }
-                () = returned => {}
+                () = &mut own_returned => return Err(Yielded),
                 () = recheck => {}
             }
         }
@@ -388,9 +418,8 @@ where
             let budget = budget.clone();
             Budget {
                 permits: Arc::new(Semaphore::new(config.max_connections)),
+                starving: AtomicUsize::new(0),
                 config,
-                returned: Notify::new(),
-                waiting: AtomicUsize::new(0),
                 started: Instant::now(),
                 counters: Counters::default(),
                 evict_idle: Box::new(move |min_idle| match (pools.upgrade(), budget.upgrade()) {
@@ -604,6 +633,8 @@ where
             })?;
         let entry = Arc::new(Entry {
             pool,
+            returned: Notify::new(),
+            waiting: AtomicUsize::new(0),
             last_used_ms: AtomicU64::new(budget.now_ms()),
             unavailable_until_ms: AtomicU64::new(0),
             last_failure: Mutex::new(None),
@@ -716,6 +747,13 @@ impl<M: Manager> DerefMut for Connection<M> {
 impl<M: Manager> Drop for Connection<M> {
     fn drop(&mut self) {
         if let Some(object) = self.object.take() {
+            if self.budget.starving.load(Ordering::SeqCst) > 0 {
+                // A tenant with no connection has waited long enough: this permit is
+                // theirs.
+                drop(Object::take(object));
+                Counters::bump(&self.budget.counters.evicted_connections);
+                return;
+            }
             drop(object);
             self.entry
                 .last_used_ms
@@ -723,8 +761,8 @@ impl<M: Manager> Drop for Connection<M> {
             // A waiter registers before it looks for idle connections, so a return it
             // could use is never missed: either it sees this connection idle, or this sees
             // it waiting.
-            if self.budget.waiting.load(Ordering::SeqCst) > 0 {
-                self.budget.returned.notify_waiters();
+            if self.entry.waiting.load(Ordering::SeqCst) > 0 {
+                self.entry.returned.notify_waiters();
             }
         }
     }

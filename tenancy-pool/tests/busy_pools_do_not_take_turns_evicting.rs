@@ -104,3 +104,34 @@ async fn the_connection_idle_longest_is_taken_first() {
     );
     assert_eq!(pools.status(&key("a")).unwrap().size, 2);
 }
+
+#[tokio::test]
+async fn a_tenant_with_no_connection_is_not_starved_by_busy_ones() {
+    let census = Census::default();
+    let mut config = config(1, 1);
+    config.steal_idle_after = Duration::from_millis(100);
+    config.acquire_timeout = Duration::from_secs(5);
+    let pools = fake_pools(config, &census, |_| Connect::Succeed);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    // Four workers keep `a`'s only connection busy: it is never idle for 100 ms.
+    let hammer = futures::future::join_all((0..4).map(|_| async {
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let connection = pools.get(&key("a")).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            drop(connection);
+            tokio::task::yield_now().await;
+        }
+    }));
+    let starved = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        let b = pools.get(&key("b")).await.expect("b is served");
+        let waited = started.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        (b.key.clone(), waited)
+    };
+    let ((served, waited), _) = tokio::join!(starved, hammer);
+    assert_eq!(served, "b");
+    assert!(waited < Duration::from_millis(600), "b waited {waited:?}");
+    assert!(census.peak() <= 1);
+}

@@ -210,6 +210,19 @@ pub fn long_lived_db(prefix: &str, budget: &PoolsConfig, migrations: Migrations)
     TenantDb::new(config, migrations).expect("a valid configuration")
 }
 
+/// An error with its causes, for a benchmark's report (tokio-postgres says only "db error"
+/// at the top).
+pub fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Milliseconds, with two decimals.
 pub fn ms(duration: Duration) -> String {
     format!("{:.2} ms", duration.as_secs_f64() * 1000.0)
