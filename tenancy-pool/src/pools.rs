@@ -215,9 +215,13 @@ impl Budget {
         let mut counted_wait = false;
         let started = Instant::now();
         let mut starving = None;
+        // One wait for a permit for the whole call: the semaphore serves waiters in order,
+        // and a new wait on each pass would rejoin the back of the queue every time, so
+        // that a checkout kept waking up to look around never reached the front.
+        let mut permit = pin!(Arc::clone(&self.permits).acquire_owned());
         loop {
-            if let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() {
-                return Ok(permit);
+            if let Some(permit) = futures_poll_once(permit.as_mut()).await {
+                return Ok(permit.expect("the budget semaphore is never closed"));
             }
             // A pool that has connections waits for one of its own to come back; register
             // before looking, so a return between the look and the wait is not missed.
@@ -268,7 +272,7 @@ impl Budget {
                 (self.config.steal_idle_after / 4).max(Duration::from_millis(2))
             });
             tokio::select! {
-                permit = Arc::clone(&self.permits).acquire_owned() => {
+                permit = &mut permit => {
                     return Ok(permit.expect("the budget semaphore is never closed"));
                 }
                 () = &mut own_returned => return Err(Yielded),

@@ -269,7 +269,13 @@ impl Drop for TestDb {
     }
 }
 
-/// Drops every database and role whose name starts with `{prefix}_`.
+/// Drops every database and role whose name starts with `{prefix}_` on the test server:
+/// the whole of a deployment made with that naming prefix (for benchmarks that make their
+/// own).
+pub async fn drop_deployment(prefix: &str) {
+    drop_prefix(&Service::Postgres.url(), prefix).await;
+}
+
 async fn drop_prefix(url: &str, prefix: &str) {
     let Ok(config) = url.parse::<tokio_postgres::Config>() else {
         return;

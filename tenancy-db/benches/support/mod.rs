@@ -207,6 +207,9 @@ pub fn long_lived_db(prefix: &str, budget: &PoolsConfig, migrations: Migrations)
         .naming_prefix(prefix)
         .pool(budget);
     config.migration_parallelism = 8;
+    if let Ok(seconds) = std::env::var("TENANCY_BENCH_CATALOG_TTL_S") {
+        config.catalog_cache_ttl = Duration::from_secs(seconds.parse().expect("seconds"));
+    }
     TenantDb::new(config, migrations).expect("a valid configuration")
 }
 
