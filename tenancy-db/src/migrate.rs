@@ -44,6 +44,9 @@ impl fmt::Display for Dialect {
 
 /// One schema change, written once per dialect the deployment uses.
 ///
+/// Each migration runs in its own transaction with its record, so its SQL must not contain
+/// transaction control (`COMMIT`, `ROLLBACK`).
+///
 /// ```
 /// use tenancy_db::{Migration, rls};
 ///

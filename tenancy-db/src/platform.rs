@@ -80,7 +80,12 @@ impl Platform {
             Server::Sqlite(sqlite) => sqlite.create_tenant(&tenant, &inner.migrations).await?,
         }
         if let Err(error) = store.insert(op, &tenant).await {
-            let _ = self.drop_storage(&tenant).await;
+            // A database or schema made above is this call's own (its role could not have
+            // been made twice). Row-level tenants own nothing: their rows may be another
+            // caller's, who created the same tenant first.
+            if tenant.placement.isolation != IsolationMode::Row {
+                let _ = self.drop_storage(&tenant).await;
+            }
             return Err(error);
         }
         inner.catalog.invalidate(&tenant.id).await;

@@ -9,6 +9,18 @@ use crate::postgres::PgTransaction;
 use crate::sqlite::SqliteTransaction;
 use crate::value::{Row, Value};
 
+/// The error for work on, or a commit of, a transaction in which a statement failed. The
+/// rule is the same on both backends: PostgreSQL aborts such a transaction (and would
+/// answer a `COMMIT` with a silent rollback); SQLite would commit the statements that did
+/// succeed. One failed statement fails the transaction everywhere.
+pub(crate) fn failed_earlier() -> Error {
+    Error::new(
+        ErrorKind::Transaction,
+        "a statement failed earlier in this transaction, so it was rolled back and nothing \
+         was committed; roll back and start a new transaction",
+    )
+}
+
 /// A transaction on PostgreSQL or SQLite, with or without a tenant: the portable statement
 /// methods shared by [`Transaction`] and the platform's own work (catalog, migrations).
 pub(crate) enum Tx {
@@ -65,7 +77,10 @@ impl Tx {
 /// Made by [`TenantDb::transaction`](crate::TenantDb::transaction). Parameters are written
 /// `$1`, `$2`, ... on every backend. End it with [`Transaction::commit`] or
 /// [`Transaction::rollback`]; a transaction dropped without either (an early `?`, a
-/// cancelled request) rolls back and its connection is closed, never reused.
+/// cancelled request) rolls back and its connection is closed, never reused. Once a
+/// statement has failed, later statements are refused and `commit` rolls back and returns
+/// an error, on every backend. Transaction control (`COMMIT`, `SAVEPOINT`) does not belong
+/// in the SQL passed here.
 pub struct Transaction {
     tenant: TenantId,
     tx: Tx,
@@ -124,9 +139,11 @@ impl Transaction {
     /// The underlying `tokio_postgres` client, inside this transaction, for what the
     /// portable API does not cover (`COPY`, types without a [`Value`]). `None` on SQLite.
     ///
-    /// Statements sent through it run in this transaction with the tenant bound. Ending the
-    /// transaction through it (`COMMIT`) unbinds the tenant: later statements then run
-    /// with the connection's own, unprivileged role and see no tenant's rows.
+    /// Statements sent through it run in this transaction with the tenant bound. Do not end
+    /// the transaction through it: statements after a `COMMIT` sent here run unbound, with
+    /// whatever session state the connection carries. Because this crate cannot see what
+    /// was sent, a connection shared between tenants is closed after a transaction that
+    /// used this, rather than handed to another tenant.
     pub fn as_postgres(&self) -> Option<&tokio_postgres::Client> {
         match &self.tx {
             Tx::Postgres(tx) => tx.postgres_client(),

@@ -296,3 +296,26 @@ async fn a_sqlite_tenant_cannot_attach_another_tenants_file() {
         copy.display()
     );
 }
+
+#[tokio::test]
+async fn a_shared_connection_handed_out_raw_is_not_reused() {
+    let fixture = TestDb::new(Backend::Postgres, records()).await;
+    for isolation in [IsolationMode::Schema, IsolationMode::Row] {
+        let acme = fixture.tenant("acme", isolation).await;
+        let before = fixture.db.pool_stats(fixture.server()).unwrap().discarded;
+        let tx = fixture.db.transaction(&acme).await.unwrap();
+        // A session-level setting this crate did not make and cannot see.
+        let client = tx.as_postgres().expect("PostgreSQL");
+        client
+            .batch_execute("SET search_path TO pg_catalog")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let after = fixture.db.pool_stats(fixture.server()).unwrap().discarded;
+        assert_eq!(
+            after,
+            before + 1,
+            "{isolation}: the connection went back to the pool"
+        );
+    }
+}

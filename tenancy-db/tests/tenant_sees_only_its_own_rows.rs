@@ -92,6 +92,6 @@ async fn parameters_bind_by_number_whatever_their_order() {
             ErrorKind::Query,
             "{backend:?}/{isolation}"
         );
-        tx.commit().await.unwrap();
+        tx.rollback().await.unwrap();
     }
 }

@@ -59,10 +59,11 @@ struct Shared<K, M: Manager> {
 struct Budget {
     config: PoolsConfig,
     permits: Arc<Semaphore>,
-    /// Checkouts of pools with no connection that have waited `steal_idle_after` without
-    /// finding one to take: while there are any, returned connections are closed instead
-    /// of pooled, so their permits go to the waiters (the semaphore queues them in order).
-    starving: AtomicUsize,
+    /// Connections owed to checkouts of pools with no connection that have waited
+    /// `steal_idle_after` without finding one to take: one for each. A returned connection
+    /// pays one off by closing instead of going back to its pool, so its permit goes to the
+    /// waiters (the semaphore serves them in order).
+    owed: AtomicUsize,
     started: Instant,
     counters: Counters,
     /// Closes the connection idle longest, in any pool, if it has been idle at least the
@@ -98,6 +99,10 @@ struct Budgeted<M: Manager> {
 struct Counted<T> {
     object: T,
     _lease: Lease,
+    /// When it last went back to its pool (milliseconds since `Budget::started`). deadpool's
+    /// own metrics count from the last checkout, which would make a connection just
+    /// returned from a long transaction look long idle.
+    returned_ms: AtomicU64,
 }
 
 tokio::task_local! {
@@ -170,6 +175,7 @@ impl<M: Manager> Manager for Budgeted<M> {
                 Ok(Counted {
                     object,
                     _lease: lease,
+                    returned_ms: AtomicU64::new(self.budget.now_ms()),
                 })
             }
         }
@@ -246,8 +252,15 @@ impl Budget {
             // next. But a pool with no connection that has waited that long takes any idle
             // one, and is counted as starving so that the next returned connection anywhere
             // is closed for it: no tenant waits unboundedly behind busy ones.
-            if growing.is_none() && started.elapsed() >= self.config.steal_idle_after {
-                starving.get_or_insert_with(|| Waiting::register(&self.starving));
+            if growing.is_some() {
+                // The pool has a connection now: it waits for its own, not for others'.
+                starving = None;
+            } else if started.elapsed() >= self.config.steal_idle_after {
+                // Re-asserted on every pass: a close paid to this checkout may have given
+                // its permit to one queued earlier, and debts are not told apart, so each
+                // starving checkout keeps one outstanding until it is served.
+                drop(starving.take());
+                starving = Some(Owed::register(&self.owed));
             }
             let min_idle = if starving.is_some() {
                 Duration::ZERO
@@ -255,22 +268,22 @@ impl Budget {
                 self.config.steal_idle_after
             };
             let evicted = (self.evict_idle)(min_idle);
-            if !evicted && growing.is_some_and(|entry| idle_connections(&entry.pool).0 > 0) {
+            if !evicted
+                && growing.is_some_and(|entry| idle_connections(&entry.pool, self.now_ms()).0 > 0)
+            {
                 return Err(Yielded);
             }
             if !evicted && !counted_wait {
                 counted_wait = true;
                 Counters::bump(&self.counters.waits);
             }
-            // After closing a connection, wait for its permit: it comes back only once the
-            // server has let go of it (see `Lease`), and looping at once would close
-            // another. Otherwise look again now and then: idle connections elsewhere grow
-            // old enough to take without anything being returned.
-            let recheck = tokio::time::sleep(if evicted {
-                Duration::MAX / 4
-            } else {
-                (self.config.steal_idle_after / 4).max(Duration::from_millis(2))
-            });
+            // Look again now and then: idle connections elsewhere grow old enough to take
+            // without anything being returned, and the permit of a connection just closed
+            // (which comes back only once the server has let go of it, see `Lease`) may go
+            // to a checkout queued earlier.
+            let recheck = tokio::time::sleep(
+                (self.config.steal_idle_after / 4).max(Duration::from_millis(2)),
+            );
             tokio::select! {
                 permit = &mut permit => {
                     return Ok(permit.expect("the budget semaphore is never closed"));
@@ -292,19 +305,47 @@ async fn futures_poll_once<F: Future + Unpin>(mut future: F) -> Option<F::Output
 }
 
 /// The idle connections of `pool` (those waiting in it, not those in use) and how long the
-/// longest-idle one has waited.
+/// longest-idle one has waited, `now_ms` being the budget clock.
 ///
 /// deadpool's `Status::available` is not this: it subtracts waiting checkouts, so a pool
 /// with idle connections and queued checkouts reports none available.
-fn idle_connections<M: Manager>(pool: &Pool<Budgeted<M>>) -> (usize, Option<Duration>) {
+fn idle_connections<M: Manager>(
+    pool: &Pool<Budgeted<M>>,
+    now_ms: u64,
+) -> (usize, Option<Duration>) {
     let mut count = 0;
     let mut longest = None;
-    let _kept_all = pool.retain(|_, metrics| {
+    let _kept_all = pool.retain(|connection, _| {
         count += 1;
-        longest = longest.max(Some(metrics.last_used()));
+        longest = longest.max(Some(connection.idle_for(now_ms)));
         true
     });
     (count, longest)
+}
+
+impl<T> Counted<T> {
+    fn idle_for(&self, now_ms: u64) -> Duration {
+        Duration::from_millis(now_ms.saturating_sub(self.returned_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// A connection owed to a starving checkout, withdrawn if the checkout ends before it was
+/// paid.
+struct Owed<'a>(&'a AtomicUsize);
+
+impl<'a> Owed<'a> {
+    fn register(owed: &'a AtomicUsize) -> Self {
+        owed.fetch_add(1, Ordering::SeqCst);
+        Owed(owed)
+    }
+}
+
+impl Drop for Owed<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
 }
 
 /// Counts a checkout as waiting for a returned connection while it lives.
@@ -332,6 +373,7 @@ impl Drop for Waiting<'_> {
 fn evict_idle_connection<K, M: Manager>(
     pools: &PoolMap<K, M>,
     counters: &Counters,
+    now_ms: u64,
     min_idle: Duration,
 ) -> bool {
     for _ in 0..4 {
@@ -340,7 +382,7 @@ fn evict_idle_connection<K, M: Manager>(
             .unwrap_or_else(PoisonError::into_inner)
             .values()
             .filter_map(|entry| {
-                let (idle, longest) = idle_connections(&entry.pool);
+                let (idle, longest) = idle_connections(&entry.pool, now_ms);
                 let longest = longest.filter(|longest| *longest >= min_idle)?;
                 let spare = entry.pool.status().size > 1 || idle > 1;
                 Some(((longest, spare), Arc::clone(entry)))
@@ -390,7 +432,7 @@ impl<K, M: Manager> Shared<K, M> {
         for entry in &entries {
             let removed = entry
                 .pool
-                .retain(|_, metrics| metrics.last_used() < idle_timeout);
+                .retain(|connection, _| connection.idle_for(now) < idle_timeout);
             Counters::add(&budget.counters.evicted_connections, removed.removed.len());
         }
         let mut pools = self.pools.write().unwrap_or_else(PoisonError::into_inner);
@@ -422,13 +464,13 @@ where
             let budget = budget.clone();
             Budget {
                 permits: Arc::new(Semaphore::new(config.max_connections)),
-                starving: AtomicUsize::new(0),
+                owed: AtomicUsize::new(0),
                 config,
                 started: Instant::now(),
                 counters: Counters::default(),
                 evict_idle: Box::new(move |min_idle| match (pools.upgrade(), budget.upgrade()) {
                     (Some(pools), Some(budget)) => {
-                        evict_idle_connection(&pools, &budget.counters, min_idle)
+                        evict_idle_connection(&pools, &budget.counters, budget.now_ms(), min_idle)
                     }
                     _ => false,
                 }),
@@ -673,7 +715,7 @@ where
             .unwrap_or_else(PoisonError::into_inner);
         let idle = pools
             .values()
-            .map(|entry| idle_connections(&entry.pool).0)
+            .map(|entry| idle_connections(&entry.pool, budget.now_ms()).0)
             .sum();
         budget
             .counters
@@ -751,17 +793,21 @@ impl<M: Manager> DerefMut for Connection<M> {
 impl<M: Manager> Drop for Connection<M> {
     fn drop(&mut self) {
         if let Some(object) = self.object.take() {
-            if self.budget.starving.load(Ordering::SeqCst) > 0 {
-                // A tenant with no connection has waited long enough: this permit is
-                // theirs.
+            let owed = self
+                .budget
+                .owed
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            if owed.is_ok() {
+                // A tenant with no connection has waited long enough: this permit is owed
+                // to it.
                 drop(Object::take(object));
                 Counters::bump(&self.budget.counters.evicted_connections);
                 return;
             }
+            let now = self.budget.now_ms();
+            object.returned_ms.store(now, Ordering::Relaxed);
             drop(object);
-            self.entry
-                .last_used_ms
-                .store(self.budget.now_ms(), Ordering::Relaxed);
+            self.entry.last_used_ms.store(now, Ordering::Relaxed);
             // A waiter registers before it looks for idle connections, so a return it
             // could use is never missed: either it sees this connection idle, or this sees
             // it waiting.

@@ -286,28 +286,66 @@ impl PgServer {
     }
 
     /// Creates the database objects of a new tenant and brings them up to date.
+    ///
+    /// On failure it undoes only what this call made. The tenant's role is the first thing
+    /// made: if creating it fails (another caller is creating the same tenant), nothing is
+    /// undone, so a concurrent creation is never torn down by the one that lost the race.
+    /// Row-level tenants own no database objects; nothing is undone for them.
     pub(crate) async fn create_tenant(
         &self,
         tenant: &Tenant,
         migrations: &Migrations,
     ) -> Result<(), Error> {
-        let created = match tenant.placement.isolation {
-            IsolationMode::Database => self.create_database_tenant(&tenant.id, migrations).await,
-            IsolationMode::Schema => self.create_schema_tenant(&tenant.id).await,
-            _ => Ok(()),
-        };
-        if let Err(error) = created {
-            // Leave nothing half-made behind; the original error is what matters.
-            let _ = self.drop_tenant(tenant).await;
-            return Err(error);
+        match tenant.placement.isolation {
+            IsolationMode::Database => {
+                self.create_role(&tenant.id, true).await?;
+                let made = self.create_database_tenant(&tenant.id, migrations).await;
+                self.undo_on_failure(tenant, made).await
+            }
+            IsolationMode::Schema => {
+                self.create_role(&tenant.id, false).await?;
+                let made = match self.create_schema_tenant(&tenant.id).await {
+                    Ok(()) => match self.migrate_tenant(migrations, tenant).await {
+                        (_, Some(error)) => Err(error),
+                        (_, None) => Ok(()),
+                    },
+                    Err(error) => Err(error),
+                };
+                self.undo_on_failure(tenant, made).await
+            }
+            _ => match self.migrate_tenant(migrations, tenant).await {
+                (_, Some(error)) => Err(error),
+                (_, None) => Ok(()),
+            },
         }
-        if tenant.placement.isolation != IsolationMode::Database
-            && let (_, Some(error)) = self.migrate_tenant(migrations, tenant).await
-        {
+    }
+
+    /// After this call made the tenant's role: on failure, removes what was made.
+    async fn undo_on_failure(&self, tenant: &Tenant, made: Result<(), Error>) -> Result<(), Error> {
+        if let Err(error) = made {
+            // The original error is what matters; the undo is best effort.
             let _ = self.drop_tenant(tenant).await;
             return Err(error);
         }
         Ok(())
+    }
+
+    /// Creates the tenant's role: a login role in the tenant group (database per tenant)
+    /// or a role the application may act as (schema per tenant).
+    async fn create_role(&self, id: &TenantId, login: bool) -> Result<(), Error> {
+        let names = &self.names;
+        let name = names.tenant(id);
+        let sql = if login {
+            format!(
+                "CREATE ROLE {} WITH LOGIN INHERIT PASSWORD {} IN ROLE {}",
+                ident(&name),
+                literal(&self.secret.scram_verifier_for(&name)),
+                ident(&names.tenant_group)
+            )
+        } else {
+            format!("CREATE ROLE {} WITH NOLOGIN NOINHERIT", ident(&name))
+        };
+        self.admin(&format!("creating role {name}"), &sql).await
     }
 
     async fn create_database_tenant(
@@ -320,16 +358,6 @@ impl PgServer {
         if let (_, Some(error)) = self.migrate_template(migrations).await {
             return Err(error);
         }
-        self.admin(
-            &format!("creating role {name}"),
-            &format!(
-                "CREATE ROLE {} WITH LOGIN INHERIT PASSWORD {} IN ROLE {}",
-                ident(&name),
-                literal(&self.secret.scram_verifier_for(&name)),
-                ident(&names.tenant_group)
-            ),
-        )
-        .await?;
         let create = format!(
             "CREATE DATABASE {} OWNER {} TEMPLATE {}",
             ident(&name),
@@ -366,11 +394,6 @@ impl PgServer {
     async fn create_schema_tenant(&self, id: &TenantId) -> Result<(), Error> {
         let names = &self.names;
         let name = names.tenant(id);
-        self.admin(
-            &format!("creating role {name}"),
-            &format!("CREATE ROLE {} WITH NOLOGIN NOINHERIT", ident(&name)),
-        )
-        .await?;
         self.admin(
             &format!("letting the application act as {name}"),
             &format!("GRANT {} TO {}", ident(&name), ident(&names.app)),
@@ -485,12 +508,15 @@ impl PgServer {
     async fn delete_rows(&self, id: &TenantId) -> Result<(), Error> {
         let tx = self
             .begin(&Self::owner_of(&self.names.shared_db), Binding::Connection)
-            .await
-            .map(Tx::Postgres)?;
+            .await?;
+        // Tables only: views have a `tenant_id` column too, but their rows are the tables'.
         let tables: Vec<String> = tx
             .query(
-                "SELECT format('%I.%I', table_schema, table_name) FROM information_schema.columns \
-                 WHERE column_name = 'tenant_id' AND table_schema = 'public' ORDER BY 1",
+                "SELECT format('%I.%I', c.table_schema, c.table_name) \
+                 FROM information_schema.columns c JOIN information_schema.tables t \
+                 ON t.table_schema = c.table_schema AND t.table_name = c.table_name \
+                 WHERE c.column_name = 'tenant_id' AND c.table_schema = 'public' \
+                 AND t.table_type = 'BASE TABLE' ORDER BY 1",
                 &[],
             )
             .await?
@@ -511,7 +537,7 @@ impl PgServer {
                 match deleted {
                     Ok(_) => tx.batch("RELEASE SAVEPOINT tenancy_delete").await?,
                     Err(error) if error.kind() == ErrorKind::Constraint => {
-                        tx.batch("ROLLBACK TO SAVEPOINT tenancy_delete").await?;
+                        tx.rollback_to_savepoint("tenancy_delete").await?;
                         blocked.push(table);
                     }
                     Err(error) => {

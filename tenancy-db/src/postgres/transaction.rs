@@ -7,12 +7,14 @@
 
 use std::borrow::Cow;
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::TryStreamExt;
 use tenancy_core::TenantId;
 
 use super::{PgConnection, TENANT_SETTING, ident, literal};
 use crate::error::{Error, ErrorKind};
+use crate::transaction::failed_earlier;
 use crate::value::{self, Row, Value};
 
 /// How the tenant is bound to a transaction.
@@ -60,6 +62,12 @@ impl Binding {
 pub(crate) struct PgTransaction {
     connection: Option<PgConnection>,
     shared: bool,
+    /// A statement failed: PostgreSQL has aborted the transaction, and would answer a
+    /// `COMMIT` with a silent rollback. Set so that `commit` reports it.
+    failed: AtomicBool,
+    /// The driver's client was handed out (`as_postgres`): the session may carry state
+    /// this crate did not set, so a shared connection is closed rather than reused.
+    handed_out: AtomicBool,
 }
 
 impl PgTransaction {
@@ -67,6 +75,8 @@ impl PgTransaction {
         let transaction = PgTransaction {
             connection: Some(connection),
             shared: binding.is_shared(),
+            failed: AtomicBool::new(false),
+            handed_out: AtomicBool::new(false),
         };
         transaction
             .client()?
@@ -77,62 +87,103 @@ impl PgTransaction {
     }
 
     fn client(&self) -> Result<&tokio_postgres::Client, Error> {
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(failed_earlier());
+        }
         self.connection
             .as_ref()
             .map(|connection| &***connection)
             .ok_or_else(|| Error::new(ErrorKind::Transaction, "the transaction is finished"))
     }
 
+    /// Marks the transaction failed when `result` is an error.
+    fn watch<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        if result.is_err() {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+
     async fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement, Error> {
+        self.client()?;
+        let connection = self
+            .connection
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorKind::Transaction, "the transaction is finished"))?;
+        let prepared = connection
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| Error::postgres("preparing a statement", e));
+        self.watch(prepared)
+    }
+
+    pub(crate) async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, Error> {
+        let statement = self.prepare(sql).await?;
+        let executed = self
+            .client()?
+            .execute_raw(&statement, params)
+            .await
+            .map_err(|e| Error::postgres("executing a statement", e));
+        self.watch(executed)
+    }
+
+    pub(crate) async fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, Error> {
+        let statement = self.prepare(sql).await?;
+        let queried = async {
+            let failed = |e| Error::postgres("running a query", e);
+            // Streamed straight into portable rows: no intermediate vector of driver rows.
+            let mut stream = pin!(
+                self.client()?
+                    .query_raw(&statement, params)
+                    .await
+                    .map_err(failed)?
+            );
+            let mut rows = Vec::new();
+            while let Some(row) = stream.try_next().await.map_err(failed)? {
+                rows.push(value::from_postgres(&statement, &row)?);
+            }
+            Ok(rows)
+        }
+        .await;
+        self.watch(queried)
+    }
+
+    pub(crate) async fn batch(&self, sql: &str) -> Result<(), Error> {
+        let ran = self
+            .client()?
+            .batch_execute(sql)
+            .await
+            .map_err(|e| Error::postgres("running a batch", e));
+        self.watch(ran)
+    }
+
+    /// Rolls back to `savepoint` after a failed statement and clears the failure: for the
+    /// platform's own work, which uses savepoints deliberately.
+    pub(crate) async fn rollback_to_savepoint(&self, savepoint: &str) -> Result<(), Error> {
         let connection = self
             .connection
             .as_ref()
             .ok_or_else(|| Error::new(ErrorKind::Transaction, "the transaction is finished"))?;
         connection
-            .prepare_cached(sql)
+            .batch_execute(&format!("ROLLBACK TO SAVEPOINT {}", ident(savepoint)))
             .await
-            .map_err(|e| Error::postgres("preparing a statement", e))
-    }
-
-    pub(crate) async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, Error> {
-        let statement = self.prepare(sql).await?;
-        self.client()?
-            .execute_raw(&statement, params)
-            .await
-            .map_err(|e| Error::postgres("executing a statement", e))
-    }
-
-    pub(crate) async fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, Error> {
-        let failed = |e| Error::postgres("running a query", e);
-        let statement = self.prepare(sql).await?;
-        // Streamed straight into portable rows: no intermediate vector of driver rows.
-        let mut stream = pin!(
-            self.client()?
-                .query_raw(&statement, params)
-                .await
-                .map_err(failed)?
-        );
-        let mut rows = Vec::new();
-        while let Some(row) = stream.try_next().await.map_err(failed)? {
-            rows.push(value::from_postgres(&statement, &row)?);
-        }
-        Ok(rows)
-    }
-
-    pub(crate) async fn batch(&self, sql: &str) -> Result<(), Error> {
-        self.client()?
-            .batch_execute(sql)
-            .await
-            .map_err(|e| Error::postgres("running a batch", e))
+            .map_err(|e| Error::postgres("rolling back to a savepoint", e))?;
+        self.failed.store(false, Ordering::Relaxed);
+        Ok(())
     }
 
     pub(crate) fn postgres_client(&self) -> Option<&tokio_postgres::Client> {
-        self.client().ok()
+        let client = self.client().ok()?;
+        self.handed_out.store(true, Ordering::Relaxed);
+        Some(client)
     }
 
     /// Ends the transaction with `verb` and returns the connection to its pool; on any
-    /// failure the connection is discarded.
+    /// failure, or when the session may hold state this crate did not set, the connection
+    /// is discarded.
     async fn finish(&mut self, verb: &str) -> Result<(), Error> {
+        // A failed statement aborted the transaction: end it, whatever was asked.
+        self.failed.store(false, Ordering::Relaxed);
         // A cursor declared WITH HOLD outlives the transaction and would hand this
         // tenant's rows to the next borrower of a shared connection: close them all.
         let sql = if self.shared {
@@ -144,7 +195,12 @@ impl PgTransaction {
         let connection = self.connection.take();
         match result {
             Ok(()) => {
-                drop(connection);
+                match connection {
+                    Some(connection) if self.shared && self.handed_out.load(Ordering::Relaxed) => {
+                        connection.discard();
+                    }
+                    other => drop(other),
+                }
                 Ok(())
             }
             Err(error) => {
@@ -157,6 +213,10 @@ impl PgTransaction {
     }
 
     pub(crate) async fn commit(mut self) -> Result<(), Error> {
+        if self.failed.load(Ordering::Relaxed) {
+            self.finish("ROLLBACK").await?;
+            return Err(failed_earlier());
+        }
         self.finish("COMMIT").await
     }
 

@@ -4,15 +4,20 @@
 //! `commit` or `rollback` finished discards its connection; closing it rolls back.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use deadpool_sync::InteractError;
 
 use super::SqliteConnection;
 use crate::error::{Error, ErrorKind};
+use crate::transaction::failed_earlier;
 use crate::value::{self, Row, Value};
 
 pub(crate) struct SqliteTransaction {
     connection: Option<SqliteConnection>,
+    /// A statement failed: later ones are refused and `commit` rolls back (see
+    /// `failed_earlier`).
+    failed: AtomicBool,
 }
 
 fn interact_failed(error: InteractError) -> Error {
@@ -46,6 +51,7 @@ impl SqliteTransaction {
     pub(crate) async fn begin(connection: SqliteConnection) -> Result<Self, Error> {
         let transaction = SqliteTransaction {
             connection: Some(connection),
+            failed: AtomicBool::new(false),
         };
         transaction
             .run("beginning the tenant's transaction", |c| {
@@ -60,15 +66,22 @@ impl SqliteTransaction {
         context: &'static str,
         f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<R> + Send + 'static,
     ) -> Result<R, Error> {
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(failed_earlier());
+        }
         let connection = self
             .connection
             .as_ref()
             .ok_or_else(|| Error::new(ErrorKind::Transaction, "the transaction is finished"))?;
-        connection
+        let result = connection
             .interact(f)
             .await
-            .map_err(interact_failed)?
-            .map_err(|error| Error::sqlite(context, error))
+            .map_err(interact_failed)
+            .and_then(|result| result.map_err(|error| Error::sqlite(context, error)));
+        if result.is_err() {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        result
     }
 
     pub(crate) async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, Error> {
@@ -108,6 +121,7 @@ impl SqliteTransaction {
     }
 
     async fn finish(&mut self, verb: &'static str) -> Result<(), Error> {
+        self.failed.store(false, Ordering::Relaxed);
         let result = self
             .run("ending the transaction", move |c| c.execute_batch(verb))
             .await;
@@ -124,6 +138,10 @@ impl SqliteTransaction {
     }
 
     pub(crate) async fn commit(mut self) -> Result<(), Error> {
+        if self.failed.load(Ordering::Relaxed) {
+            self.finish("ROLLBACK").await?;
+            return Err(failed_earlier());
+        }
         self.finish("COMMIT").await
     }
 
