@@ -18,7 +18,7 @@
 //!    cap across them (run last: it is expected to break).
 //!
 //! The tenant databases are kept between runs (naming prefix `tdensity`); set
-//! `TENANCY_DENSITY_DROP=1` to drop them at the end. PgBouncer must be installed
+//! `TENANCY_DENSITY_DROP=1` to drop the whole deployment at the end. PgBouncer must be installed
 //! (`apt-get install pgbouncer`); it is started on 127.0.0.1:6432 and stopped afterwards.
 
 mod support;
@@ -448,12 +448,8 @@ fn main() {
             );
         }
         if std::env::var("TENANCY_DENSITY_DROP").is_ok_and(|v| v == "1") {
-            let db = long_lived_db(PREFIX, &budget(), migrations());
-            for tenant in db.platform().tenants().await.unwrap() {
-                db.platform().archive(&operator(), &tenant.id).await.unwrap();
-                db.platform().drop_tenant(&operator(), &tenant.id).await.unwrap();
-            }
-            println!("dropped the tenants");
+            tenancy_test::db::drop_deployment(PREFIX).await;
+            println!("dropped the deployment");
         }
     });
 }

@@ -12,7 +12,8 @@
 //! Schema tenants are provisioned through `Platform::create_tenant` (and timed). Row-level
 //! tenants are a catalog row and data rows each, so they are inserted in bulk with SQL
 //! rather than 100,000 calls; the catalog and policies are the same either way. Both are
-//! kept between runs (naming prefix `tshared`).
+//! kept between runs (naming prefix `tshared`, and the database `tshared_plain`); set
+//! `TENANCY_SHARED_DROP=1` to drop them at the end.
 
 mod support;
 
