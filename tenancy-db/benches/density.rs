@@ -23,17 +23,20 @@
 
 mod support;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use support::{LoadResult, Zipf, describe, long_lived_db, ms, run_load, setting, summary};
-use tenancy_core::{Actor, IsolationMode, Placement, TenantContext, TenantId};
+use support::{
+    LoadResult, Zipf, create_missing_tenants, describe, long_lived_db, ms, run_load, setting,
+    summary,
+};
+use tenancy_core::{Actor, IsolationMode, TenantContext, TenantId};
+use tenancy_db::Migrations;
 use tenancy_db::tokio_postgres::{self, types::Type};
-use tenancy_db::{Migration, Migrations, TenantDb};
 use tenancy_pool::PoolsConfig;
 use tenancy_test::{Service, operator};
 
@@ -42,10 +45,7 @@ const BUDGET: usize = 64;
 const PGBOUNCER_PORT: u16 = 6432;
 
 fn migrations() -> Migrations {
-    Migrations::new(vec![Migration::new(1, "records").postgres(
-        "CREATE TABLE records (id bigint PRIMARY KEY, title text NOT NULL)",
-    )])
-    .expect("valid migrations")
+    tenancy_test::db::records_migrations()
 }
 
 fn budget() -> PoolsConfig {
@@ -61,56 +61,6 @@ fn budget() -> PoolsConfig {
 
 fn tenant_id(rank: usize) -> TenantId {
     format!("d{rank:05}").parse().expect("a valid tenant id")
-}
-
-/// Creates the tenants that do not exist yet; returns how long each creation took.
-async fn ensure_tenants(db: &TenantDb, count: usize) -> Vec<Duration> {
-    let platform = db.platform();
-    let op = operator();
-    platform.prepare(&op).await.expect("prepare");
-    let existing: HashSet<TenantId> = platform
-        .tenants()
-        .await
-        .expect("the catalog")
-        .into_iter()
-        .map(|tenant| tenant.id)
-        .collect();
-    let server: tenancy_core::ServerName = tenancy_db::DbConfig::MAIN.parse().unwrap();
-    let mut took = Vec::new();
-    for rank in 0..count {
-        let id = tenant_id(rank);
-        if existing.contains(&id) {
-            continue;
-        }
-        let started = Instant::now();
-        platform
-            .create_tenant(
-                &op,
-                id.clone(),
-                &format!("Firm {rank}"),
-                Placement::new(server.clone(), IsolationMode::Database),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("creating {id}: {e}"));
-        took.push(started.elapsed());
-        let ctx = TenantContext::new(id.clone(), Actor::service("density-bench").unwrap());
-        let mut tx = db.transaction(&ctx).await.unwrap();
-        tx.execute(
-            "INSERT INTO records (id, title) VALUES (1, $1)",
-            &[id.as_str().into()],
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-        if took.len() % 100 == 0 {
-            println!(
-                "  created {} tenants ({} so far this run)",
-                rank + 1,
-                took.len()
-            );
-        }
-    }
-    took
 }
 
 /// A fresh configuration for the test server's host on `port` (`Config::port` appends, so
@@ -383,6 +333,50 @@ async fn miss_cost(count: usize) -> Vec<Duration> {
     costs
 }
 
+/// The naive design, the cost of a miss, and the totals against PgBouncer.
+async fn compare_to_others(
+    count: usize,
+    zipf: &Arc<Zipf>,
+    clients: usize,
+    warmup: Duration,
+    duration: Duration,
+    ours: &[LoadResult],
+    bouncer: &[LoadResult],
+) {
+    println!("\nthe naive design:");
+    naive_round(zipf, clients, warmup, duration).await.print();
+
+    let mut costs = miss_cost(count).await;
+    println!(
+        "\ncost of one connection miss (first transaction of a cold tenant minus its second): {}",
+        summary(&mut costs)
+    );
+
+    let total = |results: &[LoadResult]| {
+        let completed: u64 = results.iter().map(|r| r.completed).sum();
+        let seconds: f64 = results.iter().map(|r| r.elapsed.as_secs_f64()).sum();
+        let mut latencies: Vec<u32> = results
+            .iter()
+            .flat_map(|r| r.latencies_us.iter().copied())
+            .collect();
+        latencies.sort_unstable();
+        let p99 = latencies
+            .get(((latencies.len().max(1) - 1) as f64 * 0.99) as usize)
+            .copied()
+            .unwrap_or(0);
+        (completed as f64 / seconds.max(f64::MIN_POSITIVE), p99)
+    };
+    if !bouncer.is_empty() {
+        let ((ours_tps, ours_p99), (pgb_tps, pgb_p99)) = (total(ours), total(bouncer));
+        println!(
+            "\ntenancy-db vs PgBouncer: throughput {:.2}x (goal >= 1.0), p99 {} vs {} (goal: lower)",
+            ours_tps / pgb_tps,
+            ms(Duration::from_micros(u64::from(ours_p99))),
+            ms(Duration::from_micros(u64::from(pgb_p99)))
+        );
+    }
+}
+
 fn main() {
     let count: usize = setting("TENANCY_DENSITY_TENANTS", 1_000);
     let clients: usize = setting("TENANCY_DENSITY_CLIENTS", 128);
@@ -397,7 +391,9 @@ fn main() {
     runtime.block_on(async {
         println!("density, database per tenant: {count} tenant databases, {clients} clients, Zipf(1.1), budget {BUDGET}\n");
         let setup_db = long_lived_db(PREFIX, &budget(), migrations());
-        let mut created = ensure_tenants(&setup_db, count).await;
+        setup_db.platform().prepare(&operator()).await.expect("prepare");
+        let mut created =
+            create_missing_tenants(&setup_db, count, tenant_id, IsolationMode::Database).await;
         println!("provisioning, database per tenant (CREATE DATABASE .. TEMPLATE): {}", summary(&mut created));
         drop(setup_db);
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -421,31 +417,8 @@ fn main() {
                 bouncer.push(result);
             }
         }
-        if std::env::var("TENANCY_DENSITY_ONLY_TENANCY").is_ok() {
-            return;
-        }
-        println!("\nthe naive design:");
-        naive_round(&zipf, clients, warmup, duration).await.print();
-
-        let mut costs = miss_cost(count).await;
-        println!("\ncost of one connection miss (first transaction of a cold tenant minus its second): {}", summary(&mut costs));
-
-        let total = |results: &[LoadResult]| {
-            let completed: u64 = results.iter().map(|r| r.completed).sum();
-            let seconds: f64 = results.iter().map(|r| r.elapsed.as_secs_f64()).sum();
-            let mut latencies: Vec<u32> = results.iter().flat_map(|r| r.latencies_us.iter().copied()).collect();
-            latencies.sort_unstable();
-            let p99 = latencies.get(((latencies.len().max(1) - 1) as f64 * 0.99) as usize).copied().unwrap_or(0);
-            (completed as f64 / seconds.max(f64::MIN_POSITIVE), p99)
-        };
-        if !bouncer.is_empty() {
-            let ((ours_tps, ours_p99), (pgb_tps, pgb_p99)) = (total(&ours), total(&bouncer));
-            println!(
-                "\ntenancy-db vs PgBouncer: throughput {:.2}x (goal >= 1.0), p99 {} vs {} (goal: lower)",
-                ours_tps / pgb_tps,
-                ms(Duration::from_micros(u64::from(ours_p99))),
-                ms(Duration::from_micros(u64::from(pgb_p99)))
-            );
+        if std::env::var("TENANCY_DENSITY_ONLY_TENANCY").is_err() {
+            compare_to_others(count, &zipf, clients, warmup, duration, &ours, &bouncer).await;
         }
         if std::env::var("TENANCY_DENSITY_DROP").is_ok_and(|v| v == "1") {
             tenancy_test::db::drop_deployment(PREFIX).await;

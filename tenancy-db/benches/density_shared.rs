@@ -13,18 +13,20 @@
 //! tenants are a catalog row and data rows each, so they are inserted in bulk with SQL
 //! rather than 100,000 calls; the catalog and policies are the same either way. Both are
 //! kept between runs (naming prefix `tshared`, and the database `tshared_plain`); set
-//! `TENANCY_SHARED_DROP=1` to drop them at the end.
+//! `TENANCY_SHARED_DROP=1` to drop them at the end. `TENANCY_SHARED_ONLY=schema` (or
+//! `row`) runs one strategy.
 
 mod support;
 
-use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use support::{LoadResult, Zipf, describe, long_lived_db, run_load, setting, summary};
+use support::{
+    LoadResult, Zipf, create_missing_tenants, describe, long_lived_db, run_load, setting, summary,
+};
 use tenancy_core::{Actor, IsolationMode, Placement, TenantContext, TenantId};
-use tenancy_db::{DbConfig, Migration, Migrations, TenantDb, rls, tokio_postgres};
+use tenancy_db::{DbConfig, Migrations, TenantDb, tokio_postgres};
 use tenancy_pool::PoolsConfig;
 use tenancy_test::{Service, operator};
 
@@ -32,17 +34,7 @@ const PREFIX: &str = "tshared";
 const PLAIN_DB: &str = "tshared_plain";
 
 fn migrations() -> Migrations {
-    let row_level = format!(
-        "CREATE TABLE records (tenant_id text NOT NULL, id bigint NOT NULL, title text NOT NULL, \
-         PRIMARY KEY (tenant_id, id));\n{}",
-        rls::row_level_policy("records").unwrap()
-    );
-    Migrations::new(vec![
-        Migration::new(1, "records")
-            .postgres("CREATE TABLE records (id bigint PRIMARY KEY, title text NOT NULL)")
-            .row_level(&row_level),
-    ])
-    .unwrap()
+    tenancy_test::db::records_migrations()
 }
 
 fn budget() -> PoolsConfig {
@@ -69,50 +61,6 @@ fn superuser_config(database: &str) -> tokio_postgres::Config {
 
 async fn superuser(database: &str) -> tenancy_test::db::SuperuserClient {
     tenancy_test::db::connect(&superuser_config(database)).await
-}
-
-async fn ensure_schema_tenants(db: &TenantDb, count: usize) -> Vec<Duration> {
-    let platform = db.platform();
-    let op = operator();
-    let existing: HashSet<TenantId> = platform
-        .tenants()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.id)
-        .collect();
-    let server: tenancy_core::ServerName = DbConfig::MAIN.parse().unwrap();
-    let mut took = Vec::new();
-    for rank in 0..count {
-        let id = schema_id(rank);
-        if existing.contains(&id) {
-            continue;
-        }
-        let started = Instant::now();
-        platform
-            .create_tenant(
-                &op,
-                id.clone(),
-                "schema tenant",
-                Placement::new(server.clone(), IsolationMode::Schema),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("creating {id}: {e}"));
-        took.push(started.elapsed());
-        let ctx = TenantContext::new(id.clone(), Actor::service("density-bench").unwrap());
-        let mut tx = db.transaction(&ctx).await.unwrap();
-        tx.execute(
-            "INSERT INTO records (id, title) VALUES (1, $1)",
-            &[id.as_str().into()],
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-        if took.len() % 1_000 == 0 {
-            println!("  created {} schema tenants", rank + 1);
-        }
-    }
-    took
 }
 
 /// Row-level tenants in bulk: the first through the platform (so the shared tables are
@@ -289,7 +237,8 @@ fn main() {
     runtime.block_on(async {
         let db = long_lived_db(PREFIX, &budget(), migrations());
         db.platform().prepare(&operator()).await.unwrap();
-        let mut created = ensure_schema_tenants(&db, schema_tenants).await;
+        let mut created =
+            create_missing_tenants(&db, schema_tenants, schema_id, IsolationMode::Schema).await;
         println!("provisioning, schema per tenant: {}", summary(&mut created));
         ensure_row_tenants(&db, row_tenants).await;
         ensure_plain_table(schema_tenants.max(row_tenants)).await;
@@ -304,21 +253,22 @@ fn main() {
                     .collect::<Vec<_>>(),
             )
         };
-        compare(
-            "schema per tenant",
-            contexts(schema_id, schema_tenants),
-            clients,
-            duration,
-            rounds,
-        )
-        .await;
-        compare(
-            "row-level",
-            contexts(row_id, row_tenants),
-            clients,
-            duration,
-            rounds,
-        )
-        .await;
+        let only = std::env::var("TENANCY_SHARED_ONLY").unwrap_or_default();
+        if only != "row" {
+            let ids = contexts(schema_id, schema_tenants);
+            compare("schema per tenant", ids, clients, duration, rounds).await;
+        }
+        if only != "schema" {
+            let ids = contexts(row_id, row_tenants);
+            compare("row-level", ids, clients, duration, rounds).await;
+        }
+        if std::env::var("TENANCY_SHARED_DROP").is_ok_and(|v| v == "1") {
+            tenancy_test::db::drop_deployment(PREFIX).await;
+            let admin = superuser("postgres").await;
+            let _ = admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {PLAIN_DB} WITH (FORCE)"))
+                .await;
+            println!("dropped the deployment");
+        }
     });
 }

@@ -11,22 +11,16 @@ use std::time::{Duration, Instant};
 
 use support::{long_lived_db, setting, summary};
 use tenancy_core::{IsolationMode, Placement, TenantId};
-use tenancy_db::{DbConfig, Migration, Migrations, rls};
+use tenancy_db::{DbConfig, Migration, Migrations};
 use tenancy_pool::PoolsConfig;
 use tenancy_test::db::drop_deployment;
 use tenancy_test::operator;
 
 fn migrations(versions: u32) -> Migrations {
-    let row_level = format!(
-        "CREATE TABLE records (tenant_id text NOT NULL, id bigint NOT NULL, title text NOT NULL, \
-         PRIMARY KEY (tenant_id, id));\n{}",
-        rls::row_level_policy("records").unwrap()
-    );
-    let mut list = vec![
-        Migration::new(1, "records")
-            .postgres("CREATE TABLE records (id bigint PRIMARY KEY, title text NOT NULL)")
-            .row_level(&row_level),
-    ];
+    let mut list: Vec<Migration> = tenancy_test::db::records_migrations()
+        .iter()
+        .cloned()
+        .collect();
     if versions >= 2 {
         let add = "ALTER TABLE records ADD COLUMN status text NOT NULL DEFAULT 'open'; \
                    CREATE INDEX records_status ON records (status)";

@@ -17,23 +17,13 @@ use std::hint::black_box;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tenancy_core::{IsolationMode, TenantContext};
-use tenancy_db::{Migration, Migrations, TenantDb, rls, tokio_postgres};
+use tenancy_db::{Migrations, TenantDb, tokio_postgres};
 use tenancy_test::Service;
 use tenancy_test::bench::{Comparison, pin_to_cpu};
 use tenancy_test::db::{Backend, TestDb};
 
 fn migrations() -> Migrations {
-    let row_level = format!(
-        "CREATE TABLE records (tenant_id text NOT NULL, id bigint NOT NULL, title text NOT NULL, \
-         PRIMARY KEY (tenant_id, id));\n{}",
-        rls::row_level_policy("records").unwrap()
-    );
-    Migrations::new(vec![
-        Migration::new(1, "records")
-            .postgres("CREATE TABLE records (id bigint PRIMARY KEY, title text NOT NULL)")
-            .row_level(&row_level),
-    ])
-    .unwrap()
+    tenancy_test::db::records_migrations()
 }
 
 fn raw_pool(database: &str) -> Pool {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tenancy_core::{Actor, IsolationMode, Placement, ServerName, TenantContext, TenantId};
-use tenancy_db::{DbConfig, Migrations, Secret, TenantDb, tokio_postgres};
+use tenancy_db::{DbConfig, Migration, Migrations, Secret, TenantDb, rls, tokio_postgres};
 use tenancy_pool::PoolsConfig;
 
 use crate::services::Service;
@@ -53,6 +53,24 @@ fn unique_prefix() -> String {
         base36(minute_now(), 5),
         base36((process * 1_000 + n) % 36u64.pow(4), 4)
     )
+}
+
+/// The schema tests and benchmarks share: `records (id, title)` in every dialect. The
+/// row-level table carries `tenant_id`, keys that include it, and the policy.
+pub fn records_migrations() -> Migrations {
+    let row_level = format!(
+        "CREATE TABLE records (tenant_id text NOT NULL, id bigint NOT NULL, title text NOT NULL, \
+         PRIMARY KEY (tenant_id, id));\n{}",
+        rls::row_level_policy("records").expect("a plain table name")
+    );
+    Migrations::new(vec![records_migration(&row_level)]).expect("valid migrations")
+}
+
+fn records_migration(row_level: &str) -> Migration {
+    Migration::new(1, "records")
+        .postgres("CREATE TABLE records (id bigint PRIMARY KEY, title text NOT NULL)")
+        .row_level(row_level)
+        .sqlite("CREATE TABLE records (id integer PRIMARY KEY, title text NOT NULL)")
 }
 
 /// Where a fixture keeps its tenants.

@@ -8,6 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use std::collections::HashSet;
+
+use tenancy_core::{Actor, IsolationMode, Placement, ServerName, TenantContext, TenantId};
 use tenancy_db::{DbConfig, Migrations, Secret, TenantDb};
 use tenancy_pool::PoolsConfig;
 use tenancy_test::Service;
@@ -224,6 +227,57 @@ pub fn describe(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Creates those of `count` tenants (named by `id_of`) that do not exist yet, each with
+/// `isolation` and one record; returns how long each creation took.
+pub async fn create_missing_tenants(
+    db: &TenantDb,
+    count: usize,
+    id_of: fn(usize) -> TenantId,
+    isolation: IsolationMode,
+) -> Vec<Duration> {
+    let platform = db.platform();
+    let op = tenancy_test::operator();
+    let existing: HashSet<TenantId> = platform
+        .tenants()
+        .await
+        .expect("the catalog")
+        .into_iter()
+        .map(|tenant| tenant.id)
+        .collect();
+    let server: ServerName = DbConfig::MAIN.parse().expect("a valid server name");
+    let mut took = Vec::new();
+    for rank in 0..count {
+        let id = id_of(rank);
+        if existing.contains(&id) {
+            continue;
+        }
+        let started = Instant::now();
+        platform
+            .create_tenant(
+                &op,
+                id.clone(),
+                &format!("Firm {rank}"),
+                Placement::new(server.clone(), isolation),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("creating {id}: {e}"));
+        took.push(started.elapsed());
+        let ctx = TenantContext::new(id.clone(), Actor::service("density-bench").expect("valid"));
+        let mut tx = db.transaction(&ctx).await.expect("a transaction");
+        tx.execute(
+            "INSERT INTO records (id, title) VALUES (1, $1)",
+            &[id.as_str().into()],
+        )
+        .await
+        .expect("the record");
+        tx.commit().await.expect("the commit");
+        if took.len() % 500 == 0 {
+            println!("  created {} tenants ({} this run)", rank + 1, took.len());
+        }
+    }
+    took
 }
 
 /// Milliseconds, with two decimals.

@@ -4,25 +4,10 @@
 #![allow(dead_code, unreachable_pub)]
 
 use tenancy_core::{IsolationMode, TenantContext};
-use tenancy_db::{Migration, Migrations, TenantDb, rls};
+use tenancy_db::TenantDb;
 use tenancy_test::db::Backend;
 
-/// `records (id, title)` in every dialect; the row-level table carries `tenant_id`, keys
-/// that include it, and the policy.
-pub fn records() -> Migrations {
-    let row_level = format!(
-        "CREATE TABLE records (tenant_id text NOT NULL, id bigint NOT NULL, title text NOT NULL, \
-         PRIMARY KEY (tenant_id, id));\n{}",
-        rls::row_level_policy("records").expect("a plain table name")
-    );
-    Migrations::new(vec![
-        Migration::new(1, "records")
-            .postgres("CREATE TABLE records (id bigint PRIMARY KEY, title text NOT NULL)")
-            .row_level(&row_level)
-            .sqlite("CREATE TABLE records (id integer PRIMARY KEY, title text NOT NULL)"),
-    ])
-    .expect("valid migrations")
-}
+pub use tenancy_test::db::records_migrations as records;
 
 /// Every strategy, as (backend, isolation).
 pub const STRATEGIES: [(Backend, IsolationMode); 4] = [
