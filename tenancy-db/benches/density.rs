@@ -17,6 +17,8 @@
 //! 3. The naive design: a map of ordinary deadpool-postgres pools, one per tenant, with no
 //!    cap across them (run last: it is expected to break).
 //!
+//! `TENANCY_DENSITY_ONLY_TENANCY=1` measures `TenantDb` alone, for tuning.
+//!
 //! The tenant databases are kept between runs (naming prefix `tdensity`); set
 //! `TENANCY_DENSITY_DROP=1` to drop the whole deployment at the end. PgBouncer must be installed
 //! (`apt-get install pgbouncer`); it is started on 127.0.0.1:6432 and stopped afterwards.
@@ -383,6 +385,8 @@ fn main() {
     let duration = Duration::from_secs(setting("TENANCY_DENSITY_SECONDS", 20));
     let rounds: usize = setting("TENANCY_DENSITY_ROUNDS", 2);
     let warmup = Duration::from_secs(3);
+    // Measure tenancy-db alone (no PgBouncer, no naive design): for tuning.
+    let only_tenancy = std::env::var("TENANCY_DENSITY_ONLY_TENANCY").is_ok_and(|v| v == "1");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -409,7 +413,7 @@ fn main() {
             result.print();
             println!("    connection-miss rate {:.2}% of checkouts (warm-up included)", miss_rate * 100.0);
             ours.push(result);
-            if std::env::var("TENANCY_DENSITY_ONLY_TENANCY").is_ok() {
+            if only_tenancy {
                 continue;
             }
             if let Some(result) = pgbouncer_round(&owner, &zipf, clients, warmup, duration).await {
@@ -417,7 +421,7 @@ fn main() {
                 bouncer.push(result);
             }
         }
-        if std::env::var("TENANCY_DENSITY_ONLY_TENANCY").is_err() {
+        if !only_tenancy {
             compare_to_others(count, &zipf, clients, warmup, duration, &ours, &bouncer).await;
         }
         if std::env::var("TENANCY_DENSITY_DROP").is_ok_and(|v| v == "1") {
