@@ -387,12 +387,7 @@ fn main() {
     let warmup = Duration::from_secs(3);
     // Measure tenancy-db alone (no PgBouncer, no naive design): for tuning.
     let only_tenancy = std::env::var("TENANCY_DENSITY_ONLY_TENANCY").is_ok_and(|v| v == "1");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    support::runtime().block_on(async {
         println!("density, database per tenant: {count} tenant databases, {clients} clients, Zipf(1.1), budget {BUDGET}\n");
         let setup_db = long_lived_db(PREFIX, &budget(), migrations());
         setup_db.platform().prepare(&operator()).await.expect("prepare");

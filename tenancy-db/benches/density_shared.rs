@@ -229,12 +229,7 @@ fn main() {
     let clients: usize = setting("TENANCY_SHARED_CLIENTS", 128);
     let duration = Duration::from_secs(setting("TENANCY_SHARED_SECONDS", 15));
     let rounds: usize = setting("TENANCY_SHARED_ROUNDS", 2);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    support::runtime().block_on(async {
         let db = long_lived_db(PREFIX, &budget(), migrations());
         db.platform().prepare(&operator()).await.unwrap();
         let mut created =

@@ -86,12 +86,7 @@ async fn strategy(prefix: &str, isolation: IsolationMode, count: usize) {
 
 fn main() {
     let count: usize = setting("TENANCY_PROVISION_TENANTS", 1_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    support::runtime().block_on(async {
         strategy("tprovd", IsolationMode::Database, count).await;
         strategy("tprovs", IsolationMode::Schema, count).await;
         strategy("tprovr", IsolationMode::Row, count).await;

@@ -23,6 +23,15 @@ pub fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// The runtime of the load benchmarks: one worker per core of the machines they run on.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
 /// Ranks 0..n drawn with probability proportional to 1/(rank+1)^s.
 pub struct Zipf {
     cumulative: Vec<f64>,
