@@ -110,8 +110,8 @@ impl TenantDb {
     /// A transaction that sees the data of `ctx`'s tenant and nothing else.
     ///
     /// The tenant is admitted through the catalog first: an unknown, suspended or archived
-    /// tenant is an error before any connection to its data is made. The tenant is bound
-    /// in the same round trip as `BEGIN`.
+    /// tenant is an error before any connection to its data is made. Nothing is sent yet:
+    /// `BEGIN` and the tenant's binding go out with the first statement, in its round trip.
     pub async fn transaction(&self, ctx: &TenantContext) -> Result<Transaction, Error> {
         let tenant = self.inner.catalog.admit(ctx.tenant()).await?;
         let id = tenant.id.clone();

@@ -139,15 +139,16 @@ impl Transaction {
     /// The underlying `tokio_postgres` client, inside this transaction, for what the
     /// portable API does not cover (`COPY`, types without a [`Value`]). `None` on SQLite.
     ///
-    /// Statements sent through it run in this transaction with the tenant bound. Do not end
-    /// the transaction through it: statements after a `COMMIT` sent here run unbound, with
-    /// whatever session state the connection carries. Because this crate cannot see what
-    /// was sent, a connection shared between tenants is closed after a transaction that
-    /// used this, rather than handed to another tenant.
-    pub fn as_postgres(&self) -> Option<&tokio_postgres::Client> {
+    /// Statements sent through it run in this transaction with the tenant bound (the
+    /// transaction is begun, if no statement has begun it yet, before the client is
+    /// returned). Do not end the transaction through it: statements after a `COMMIT` sent
+    /// here run unbound, with whatever session state the connection carries. Because this
+    /// crate cannot see what was sent, a connection shared between tenants is closed after
+    /// a transaction that used this, rather than handed to another tenant.
+    pub async fn as_postgres(&mut self) -> Result<Option<&tokio_postgres::Client>, Error> {
         match &self.tx {
-            Tx::Postgres(tx) => tx.postgres_client(),
-            Tx::Sqlite(_) => None,
+            Tx::Postgres(tx) => tx.postgres_client().await.map(Some),
+            Tx::Sqlite(_) => Ok(None),
         }
     }
 

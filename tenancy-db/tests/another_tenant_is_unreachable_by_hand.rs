@@ -303,9 +303,9 @@ async fn a_shared_connection_handed_out_raw_is_not_reused() {
     for isolation in [IsolationMode::Schema, IsolationMode::Row] {
         let acme = fixture.tenant("acme", isolation).await;
         let before = fixture.db.pool_stats(fixture.server()).unwrap().discarded;
-        let tx = fixture.db.transaction(&acme).await.unwrap();
+        let mut tx = fixture.db.transaction(&acme).await.unwrap();
         // A session-level setting this crate did not make and cannot see.
-        let client = tx.as_postgres().expect("PostgreSQL");
+        let client = tx.as_postgres().await.unwrap().expect("PostgreSQL");
         client
             .batch_execute("SET search_path TO pg_catalog")
             .await

@@ -190,14 +190,15 @@ impl PgServer {
         self.pools.get(target).await.map_err(Error::from_pool)
     }
 
-    /// A transaction on `target` with the tenant bound by `binding`, in one round trip.
+    /// A transaction on `target` with the tenant bound by `binding`; `BEGIN` and the
+    /// binding go out with its first statement.
     pub(crate) async fn begin(
         &self,
         target: &Target,
         binding: Binding,
     ) -> Result<PgTransaction, Error> {
         let connection = self.connection(target).await?;
-        PgTransaction::begin(connection, binding).await
+        Ok(PgTransaction::begin(connection, &binding))
     }
 }
 

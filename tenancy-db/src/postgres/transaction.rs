@@ -1,15 +1,21 @@
 //! A PostgreSQL transaction with the tenant bound for its whole life.
 //!
-//! The binding is sent in the same simple-query message as `BEGIN`, so it costs no extra
-//! round trip; it is transaction-local (`SET LOCAL`, `set_config(.., true)`), so it ends
-//! with the transaction. A transaction dropped before `commit` or `rollback` finished (an
-//! error path, a cancelled request) discards its connection instead of returning it.
+//! The binding is sent in the same simple-query message as `BEGIN`, and that message is
+//! not sent on its own: it goes out with the transaction's first statement, pipelined on
+//! the connection, so a transaction costs one round trip fewer than `BEGIN`, awaited, then
+//! the statement. The server runs the two in order: if the binding fails, the transaction
+//! is aborted and the statement is refused, so nothing ever runs unbound. The binding is
+//! transaction-local (`SET LOCAL`), so it ends with the transaction. A transaction dropped
+//! before `commit` or `rollback` finished (an error path, a cancelled request) discards its
+//! connection instead of returning it.
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::TryStreamExt;
+use futures::future::join;
 use tenancy_core::TenantId;
 
 use super::{PgConnection, TENANT_SETTING, ident, literal};
@@ -61,6 +67,10 @@ impl Binding {
 /// An open PostgreSQL transaction. See the module docs.
 pub(crate) struct PgTransaction {
     connection: Option<PgConnection>,
+    /// `BEGIN` and the binding, sent with the first statement.
+    begin: Cow<'static, str>,
+    /// `begin` has been sent.
+    begun: AtomicBool,
     shared: bool,
     /// A statement failed: PostgreSQL has aborted the transaction, and would answer a
     /// `COMMIT` with a silent rollback. Set so that `commit` reports it.
@@ -71,29 +81,52 @@ pub(crate) struct PgTransaction {
 }
 
 impl PgTransaction {
-    pub(crate) async fn begin(connection: PgConnection, binding: Binding) -> Result<Self, Error> {
-        let transaction = PgTransaction {
+    /// A transaction on `connection`; nothing is sent until its first statement.
+    pub(crate) fn begin(connection: PgConnection, binding: &Binding) -> Self {
+        PgTransaction {
             connection: Some(connection),
+            begin: binding.begin_sql(),
+            begun: AtomicBool::new(false),
             shared: binding.is_shared(),
             failed: AtomicBool::new(false),
             handed_out: AtomicBool::new(false),
-        };
-        transaction
-            .client()?
-            .batch_execute(&binding.begin_sql())
-            .await
-            .map_err(|e| Error::postgres("beginning the tenant's transaction", e))?;
-        Ok(transaction)
+        }
     }
 
-    fn client(&self) -> Result<&tokio_postgres::Client, Error> {
+    fn connection(&self) -> Result<&PgConnection, Error> {
         if self.failed.load(Ordering::Relaxed) {
             return Err(failed_earlier());
         }
         self.connection
             .as_ref()
-            .map(|connection| &***connection)
             .ok_or_else(|| Error::new(ErrorKind::Transaction, "the transaction is finished"))
+    }
+
+    /// Runs `statement`; the first one goes out together with `BEGIN` and the binding.
+    async fn run<'a, T, Fut>(
+        &'a self,
+        statement: impl FnOnce(&'a PgConnection) -> Fut,
+    ) -> Result<T, Error>
+    where
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let connection = self.connection()?;
+        if self.begun.swap(true, Ordering::Relaxed) {
+            return self.watch(statement(connection).await);
+        }
+        // Both messages are written on the first poll, `BEGIN` first. Until both answers
+        // are in, whether the binding took is unknown: if this future is dropped in
+        // between, the transaction is failed (and its connection not reused).
+        let in_flight = FailOnDrop(&self.failed);
+        let (begun, result) =
+            join(connection.batch_execute(&self.begin), statement(connection)).await;
+        std::mem::forget(in_flight);
+        if let Err(error) = begun {
+            // The server aborted the transaction, and so refused the statement: report why.
+            self.failed.store(true, Ordering::Relaxed);
+            return Err(Error::postgres("beginning the tenant's transaction", error));
+        }
+        self.watch(result)
     }
 
     /// Marks the transaction failed when `result` is an error.
@@ -104,36 +137,24 @@ impl PgTransaction {
         result
     }
 
-    async fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement, Error> {
-        self.client()?;
-        let connection = self
-            .connection
-            .as_ref()
-            .ok_or_else(|| Error::new(ErrorKind::Transaction, "the transaction is finished"))?;
-        let prepared = connection
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| Error::postgres("preparing a statement", e));
-        self.watch(prepared)
-    }
-
     pub(crate) async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, Error> {
-        let statement = self.prepare(sql).await?;
-        let executed = self
-            .client()?
-            .execute_raw(&statement, params)
-            .await
-            .map_err(|e| Error::postgres("executing a statement", e));
-        self.watch(executed)
+        self.run(|connection| async move {
+            let statement = prepare(connection, sql).await?;
+            connection
+                .execute_raw(&statement, params)
+                .await
+                .map_err(|e| Error::postgres("executing a statement", e))
+        })
+        .await
     }
 
     pub(crate) async fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, Error> {
-        let statement = self.prepare(sql).await?;
-        let queried = async {
+        self.run(|connection| async move {
+            let statement = prepare(connection, sql).await?;
             let failed = |e| Error::postgres("running a query", e);
             // Streamed straight into portable rows: no intermediate vector of driver rows.
             let mut stream = pin!(
-                self.client()?
+                connection
                     .query_raw(&statement, params)
                     .await
                     .map_err(failed)?
@@ -143,18 +164,18 @@ impl PgTransaction {
                 rows.push(value::from_postgres(&statement, &row)?);
             }
             Ok(rows)
-        }
-        .await;
-        self.watch(queried)
+        })
+        .await
     }
 
     pub(crate) async fn batch(&self, sql: &str) -> Result<(), Error> {
-        let ran = self
-            .client()?
-            .batch_execute(sql)
-            .await
-            .map_err(|e| Error::postgres("running a batch", e));
-        self.watch(ran)
+        self.run(|connection| async move {
+            connection
+                .batch_execute(sql)
+                .await
+                .map_err(|e| Error::postgres("running a batch", e))
+        })
+        .await
     }
 
     /// Rolls back to `savepoint` after a failed statement and clears the failure: for the
@@ -172,16 +193,23 @@ impl PgTransaction {
         Ok(())
     }
 
-    pub(crate) fn postgres_client(&self) -> Option<&tokio_postgres::Client> {
-        let client = self.client().ok()?;
+    /// The driver's client, with `BEGIN` and the binding sent and answered first.
+    pub(crate) async fn postgres_client(&self) -> Result<&tokio_postgres::Client, Error> {
+        self.run(|_| async { Ok(()) }).await?;
+        let connection = self.connection()?;
         self.handed_out.store(true, Ordering::Relaxed);
-        Some(client)
+        Ok(connection)
     }
 
     /// Ends the transaction with `verb` and returns the connection to its pool; on any
     /// failure, or when the session may hold state this crate did not set, the connection
     /// is discarded.
     async fn finish(&mut self, verb: &str) -> Result<(), Error> {
+        if !self.begun.load(Ordering::Relaxed) {
+            // Nothing was sent: the connection is as it was lent.
+            self.connection.take();
+            return Ok(());
+        }
         // A failed statement aborted the transaction: end it, whatever was asked.
         self.failed.store(false, Ordering::Relaxed);
         // A cursor declared WITH HOLD outlives the transaction and would hand this
@@ -191,7 +219,7 @@ impl PgTransaction {
         } else {
             verb.to_owned()
         };
-        let result = self.client()?.batch_execute(&sql).await;
+        let result = self.connection()?.batch_execute(&sql).await;
         let connection = self.connection.take();
         match result {
             Ok(()) => {
@@ -227,10 +255,30 @@ impl PgTransaction {
 
 impl Drop for PgTransaction {
     fn drop(&mut self) {
-        // Neither committed nor rolled back: the connection may still be inside this
-        // tenant's transaction. Never hand it to anyone else.
-        if let Some(connection) = self.connection.take() {
+        // Neither committed nor rolled back: once anything was sent, the connection may
+        // still be inside this tenant's transaction. Never hand it to anyone else.
+        if let Some(connection) = self.connection.take()
+            && self.begun.load(Ordering::Relaxed)
+        {
             connection.discard();
         }
+    }
+}
+
+/// Prepares `sql` through the connection's statement cache: a cached statement is ready
+/// without a round trip, so it is written on the same poll as `BEGIN`.
+async fn prepare(connection: &PgConnection, sql: &str) -> Result<tokio_postgres::Statement, Error> {
+    connection
+        .prepare_cached(sql)
+        .await
+        .map_err(|e| Error::postgres("preparing a statement", e))
+}
+
+/// Marks a transaction failed when dropped: forgotten once the guarded work completed.
+struct FailOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for FailOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
