@@ -87,11 +87,17 @@ impl Naming {
     ///
     /// # Panics
     ///
-    /// If `purpose` is not 1 to 20 lowercase ASCII letters: purposes are constants in code.
+    /// If `purpose` is not 1 to 20 lowercase ASCII letters and digits starting with a
+    /// letter: purposes are constants in code, or a constant and a number.
     pub fn platform_sql_name(&self, purpose: &str) -> String {
         assert!(
-            (1..=20).contains(&purpose.len()) && purpose.bytes().all(|b| b.is_ascii_lowercase()),
-            "platform purpose {purpose:?} must be 1 to 20 lowercase ASCII letters"
+            (1..=20).contains(&purpose.len())
+                && purpose.starts_with(|c: char| c.is_ascii_lowercase())
+                && purpose
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
+            "platform purpose {purpose:?} must be 1 to 20 lowercase ASCII letters and digits, \
+             starting with a letter"
         );
         format!("{}__{purpose}", self.prefix)
     }

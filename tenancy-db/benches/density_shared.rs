@@ -14,7 +14,9 @@
 //! rather than 100,000 calls; the catalog and policies are the same either way. Both are
 //! kept between runs (naming prefix `tshared`, and the database `tshared_plain`); set
 //! `TENANCY_SHARED_DROP=1` to drop them at the end. `TENANCY_SHARED_ONLY=schema` (or
-//! `row`) runs one strategy.
+//! `row`) runs one strategy. `TENANCY_BENCH_ROLE_SHARDS` spreads the schema tenants over
+//! that many application roles (default 1); `Platform::prepare` at the start moves the
+//! memberships of an existing deployment.
 
 mod support;
 

@@ -124,11 +124,14 @@ impl TenantDb {
                 .await
                 .map(Tx::Postgres)?,
             (Server::Postgres(pg), IsolationMode::Schema) => {
-                let binding = Binding::Schema(pg.names.tenant(&id));
-                pg.begin(&Target::Shared, binding).await.map(Tx::Postgres)?
+                let role = pg.names.tenant(&id);
+                let target = Target::Shared(pg.names.shard_of(&role));
+                pg.begin(&target, Binding::Schema(role))
+                    .await
+                    .map(Tx::Postgres)?
             }
             (Server::Postgres(pg), IsolationMode::Row) => pg
-                .begin(&Target::Shared, Binding::Row(id.clone()))
+                .begin(&Target::Shared(0), Binding::Row(id.clone()))
                 .await
                 .map(Tx::Postgres)?,
             (Server::Sqlite(sqlite), IsolationMode::Database) => sqlite

@@ -162,7 +162,19 @@ impl TestDb {
     /// Another handle on the same servers and tenants, kept at `migrations`: what a new
     /// release of the application (or another node) would open.
     pub fn reopen(&self, migrations: Migrations) -> TenantDb {
-        TenantDb::new(self.config.clone(), migrations).expect("a valid test configuration")
+        self.reopen_with(migrations, |_| {})
+    }
+
+    /// Like [`TestDb::reopen`], with `adjust` applied to the configuration first: a node
+    /// configured differently.
+    pub fn reopen_with(
+        &self,
+        migrations: Migrations,
+        adjust: impl FnOnce(&mut DbConfig),
+    ) -> TenantDb {
+        let mut config = self.config.clone();
+        adjust(&mut config);
+        TenantDb::new(config, migrations).expect("a valid test configuration")
     }
 
     /// The backend.

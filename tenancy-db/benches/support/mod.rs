@@ -219,6 +219,7 @@ pub fn long_lived_db(prefix: &str, budget: &PoolsConfig, migrations: Migrations)
         .naming_prefix(prefix)
         .pool(budget);
     config.migration_parallelism = 8;
+    config = config.schema_role_shards(setting("TENANCY_BENCH_ROLE_SHARDS", 1));
     if let Ok(seconds) = std::env::var("TENANCY_BENCH_CATALOG_TTL_S") {
         config.catalog_cache_ttl = Duration::from_secs(seconds.parse().expect("seconds"));
     }

@@ -5,7 +5,7 @@
 //! | Target | Database | Role | Used for |
 //! |---|---|---|---|
 //! | `Tenant(id)` | the tenant's own | the tenant's own login role | database-per-tenant transactions |
-//! | `Shared` | `{prefix}__shared` | `{prefix}__app` (`NOINHERIT`) | schema and row-level transactions |
+//! | `Shared(k)` | `{prefix}__shared` | application role `k`: `{prefix}__app`, `{prefix}__app1`, .. (`NOINHERIT`) | schema and row-level transactions |
 //! | `Owner(db)` | any tenancy database | `{prefix}__owner` | migrations, the catalog |
 //! | `Admin` | the admin URL's | the admin URL's | provisioning |
 //!
@@ -39,9 +39,11 @@ pub const TENANT_SETTING: &str = "app.tenant_id";
 #[derive(Debug, Clone)]
 pub(crate) struct PgNames {
     pub(crate) naming: Naming,
-    /// The login role of schema and row-level transactions: `NOINHERIT`, member of every
-    /// schema tenant's role (so it can only act as one through `SET ROLE`), no ownership.
-    pub(crate) app: String,
+    /// The login roles of schema and row-level transactions: `NOINHERIT`, each a member
+    /// of its share of the schema tenants' roles (so it can only act as one through
+    /// `SET ROLE`), no ownership. The first, `{prefix}__app`, also serves row-level
+    /// traffic; see [`crate::config::PostgresServer::schema_role_shards`].
+    pub(crate) app_roles: Arc<[String]>,
     /// Owns every table (migrations run as it); `BYPASSRLS`.
     pub(crate) owner: String,
     /// A group every database-per-tenant role belongs to: table privileges in tenant
@@ -54,9 +56,14 @@ pub(crate) struct PgNames {
 }
 
 impl PgNames {
-    pub(crate) fn new(naming: Naming) -> Self {
+    pub(crate) fn new(naming: Naming, schema_role_shards: u16) -> Self {
         PgNames {
-            app: naming.platform_sql_name("app"),
+            app_roles: (0..schema_role_shards.max(1))
+                .map(|shard| match shard {
+                    0 => naming.platform_sql_name("app"),
+                    k => naming.platform_sql_name(&format!("app{k}")),
+                })
+                .collect(),
             owner: naming.platform_sql_name("owner"),
             tenant_group: naming.platform_sql_name("tenant"),
             shared_db: naming.platform_sql_name("shared"),
@@ -70,13 +77,37 @@ impl PgNames {
     pub(crate) fn tenant(&self, id: &TenantId) -> String {
         self.naming.sql_name(id)
     }
+
+    /// The application role of row-level traffic, and of every schema tenant when there
+    /// is one application role.
+    pub(crate) fn app(&self) -> &str {
+        &self.app_roles[0]
+    }
+
+    /// Which application role acts as the schema tenant whose role is `tenant_role`: a
+    /// fixed hash (FNV-1a) of the name, so every process and version agree.
+    pub(crate) fn shard_of(&self, tenant_role: &str) -> u16 {
+        let hash = tenant_role
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        let shards = self.app_roles.len() as u64;
+        u16::try_from(hash % shards).expect("fewer than 65,536 shards")
+    }
+
+    /// The application role that acts as the schema tenant whose role is `tenant_role`.
+    pub(crate) fn app_for(&self, tenant_role: &str) -> &str {
+        &self.app_roles[usize::from(self.shard_of(tenant_role))]
+    }
 }
 
 /// Where a pooled connection goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Target {
     Tenant(TenantId),
-    Shared,
+    /// The shared database, as the application role of this index.
+    Shared(u16),
     Owner(Arc<str>),
     Admin,
 }
@@ -85,7 +116,8 @@ impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Target::Tenant(id) => write!(f, "tenant `{id}`"),
-            Target::Shared => f.write_str("the shared database"),
+            Target::Shared(0) => f.write_str("the shared database"),
+            Target::Shared(k) => write!(f, "the shared database (application role {k})"),
             Target::Owner(db) => write!(f, "database `{db}` (as owner)"),
             Target::Admin => f.write_str("the admin connection"),
         }
@@ -133,7 +165,7 @@ impl PgServer {
                 error,
             )
         })?;
-        let names = PgNames::new(naming);
+        let names = PgNames::new(naming, config.schema_role_shards);
         let statement_timeout = config
             .statement_timeout
             .map(|timeout| format!("-c statement_timeout={}", timeout.as_millis().max(1)));
@@ -153,12 +185,14 @@ impl PgServer {
                         let name = names.tenant(id);
                         login(&mut pg, &name, &name);
                     }
-                    Target::Shared => login(&mut pg, &names.app, &names.shared_db),
+                    Target::Shared(k) => {
+                        login(&mut pg, &names.app_roles[usize::from(*k)], &names.shared_db);
+                    }
                     Target::Owner(database) => login(&mut pg, &names.owner, database),
                     Target::Admin => {}
                 }
                 // Tenant traffic is time-limited; platform work is not.
-                if let (Target::Tenant(_) | Target::Shared, Some(options)) =
+                if let (Target::Tenant(_) | Target::Shared(_), Some(options)) =
                     (target, &statement_timeout)
                 {
                     pg.options(options);

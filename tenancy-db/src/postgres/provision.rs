@@ -135,13 +135,15 @@ impl PgServer {
     /// from several processes.
     pub(crate) async fn prepare(&self, holds_catalog: bool) -> Result<(), Error> {
         let names = &self.names;
-        // The application role can only act as a tenant through SET ROLE: NOINHERIT.
-        self.ensure_role(
-            &names.app,
-            "LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOREPLICATION",
-            true,
-        )
-        .await?;
+        // The application roles can only act as a tenant through SET ROLE: NOINHERIT.
+        for app in names.app_roles.iter() {
+            self.ensure_role(
+                app,
+                "LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOREPLICATION",
+                true,
+            )
+            .await?;
+        }
         // The owner runs migrations; it may touch every tenant's rows (BYPASSRLS) and is
         // never used for application traffic.
         self.ensure_role(
@@ -152,33 +154,29 @@ impl PgServer {
         .await?;
         self.ensure_role(&names.tenant_group, "NOLOGIN NOINHERIT", false)
             .await?;
-        // Schema-per-tenant transactions rely on `$user` resolving to the tenant's schema
-        // after `SET LOCAL ROLE`: pin the search path rather than trust the server's default.
-        self.admin(
-            "setting the application role's search path",
-            &format!(
-                "ALTER ROLE {} SET search_path = \"$user\", public",
-                ident(&names.app)
-            ),
-        )
-        .await?;
-
         self.ensure_database(&names.shared_db).await?;
-        self.admin(
-            "letting the application role into the shared database",
-            &format!(
-                "GRANT CONNECT ON DATABASE {} TO {}",
-                ident(&names.shared_db),
-                ident(&names.app)
-            ),
-        )
-        .await?;
+        for app in names.app_roles.iter() {
+            // Schema-per-tenant transactions rely on `$user` resolving to the tenant's
+            // schema after `SET LOCAL ROLE`: pin the search path rather than trust the
+            // server's default.
+            self.admin(
+                &format!("configuring application role {app}"),
+                &format!(
+                    "ALTER ROLE {app} SET search_path = \"$user\", public; \
+                     GRANT CONNECT ON DATABASE {} TO {app}",
+                    ident(&names.shared_db),
+                    app = ident(app),
+                ),
+            )
+            .await?;
+        }
+        self.spread_schema_tenants().await?;
         self.as_owner(
             "restricting the shared database",
             &names.shared_db,
             &format!(
                 "REVOKE ALL ON SCHEMA public FROM PUBLIC;\n{}{POSTGRES_RECORDS}",
-                self.default_privileges("public", &names.app)
+                self.default_privileges("public", names.app())
             ),
         )
         .await?;
@@ -200,6 +198,43 @@ impl PgServer {
             self.ensure_database(&names.platform_db).await?;
         }
         Ok(())
+    }
+
+    /// Moves every schema tenant's membership to the application role it belongs to with
+    /// the configured number of roles. Suspended tenants have none, and keep none.
+    async fn spread_schema_tenants(&self) -> Result<(), Error> {
+        let names = &self.names;
+        let connection = self.connection(&Target::Admin).await?;
+        let apps = format!("^{}__app[0-9]*$", names.naming.prefix());
+        let memberships = connection
+            .query(
+                "SELECT t.rolname::text, a.rolname::text FROM pg_auth_members m \
+                 JOIN pg_roles t ON t.oid = m.roleid JOIN pg_roles a ON a.oid = m.member \
+                 WHERE a.rolname ~ $1",
+                &[&apps],
+            )
+            .await
+            .map_err(|e| Error::postgres("reading the application roles' memberships", e))?;
+        let moves: String = memberships
+            .iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
+            .filter(|(tenant, app)| names.app_for(tenant) != app)
+            .map(|(tenant, app)| {
+                format!(
+                    "GRANT {tenant} TO {to}; REVOKE {tenant} FROM {from};\n",
+                    to = ident(names.app_for(&tenant)),
+                    tenant = ident(&tenant),
+                    from = ident(&app),
+                )
+            })
+            .collect();
+        if moves.is_empty() {
+            return Ok(());
+        }
+        connection
+            .batch_execute(&format!("BEGIN;\n{moves}COMMIT"))
+            .await
+            .map_err(|e| Error::postgres("moving schema tenants to their application roles", e))
     }
 
     /// A transaction for migrating `database` (with `schema` on the search path).
@@ -396,7 +431,7 @@ impl PgServer {
         let name = names.tenant(id);
         self.admin(
             &format!("letting the application act as {name}"),
-            &format!("GRANT {} TO {}", ident(&name), ident(&names.app)),
+            &format!("GRANT {} TO {}", ident(&name), ident(names.app_for(&name))),
         )
         .await?;
         self.as_owner(
@@ -437,7 +472,11 @@ impl PgServer {
             IsolationMode::Schema => {
                 self.admin(
                     &format!("revoking the application's use of {name}"),
-                    &format!("REVOKE {} FROM {}", ident(&name), ident(&self.names.app)),
+                    &format!(
+                        "REVOKE {} FROM {}",
+                        ident(&name),
+                        ident(self.names.app_for(&name))
+                    ),
                 )
                 .await
             }
@@ -459,7 +498,11 @@ impl PgServer {
             IsolationMode::Schema => {
                 self.admin(
                     &format!("letting the application act as {name}"),
-                    &format!("GRANT {} TO {}", ident(&name), ident(&self.names.app)),
+                    &format!(
+                        "GRANT {} TO {}",
+                        ident(&name),
+                        ident(self.names.app_for(&name))
+                    ),
                 )
                 .await
             }

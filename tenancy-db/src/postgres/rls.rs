@@ -153,37 +153,40 @@ pub(crate) async fn check(server: &PgServer) -> Result<IsolationReport, Error> {
         .await?;
     let failed = |e| Error::postgres("checking row-level isolation", e);
     let mut report = IsolationReport::default();
-    let app = names.app.as_str();
-
-    let role = connection
-        .query_opt(ROLE, &[&app, &names.owner.as_str()])
-        .await
-        .map_err(failed)?
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotPrepared,
-                format!("role `{app}` does not exist: run `Platform::prepare` first"),
-            )
-        })?;
-    let flags: [(bool, &str); 5] = [
-        (
-            role.get(0),
-            "is a superuser, which bypasses row-level security",
-        ),
-        (role.get(1), "has BYPASSRLS"),
-        (
-            role.get(2),
-            "inherits the privileges of its roles (it must be NOINHERIT)",
-        ),
-        (role.get(3), "is a member of the owner role"),
-        (
-            role.get(4),
-            "may create temporary tables, which no policy covers",
-        ),
-    ];
-    for (set, problem) in flags {
-        if set {
-            report.findings.push(format!("role `{app}` {problem}"));
+    let app = names.app();
+    for role_name in names.app_roles.iter() {
+        let role = connection
+            .query_opt(ROLE, &[role_name, &names.owner.as_str()])
+            .await
+            .map_err(failed)?
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotPrepared,
+                    format!("role `{role_name}` does not exist: run `Platform::prepare` first"),
+                )
+            })?;
+        let flags: [(bool, &str); 5] = [
+            (
+                role.get(0),
+                "is a superuser, which bypasses row-level security",
+            ),
+            (role.get(1), "has BYPASSRLS"),
+            (
+                role.get(2),
+                "inherits the privileges of its roles (it must be NOINHERIT)",
+            ),
+            (role.get(3), "is a member of the owner role"),
+            (
+                role.get(4),
+                "may create temporary tables, which no policy covers",
+            ),
+        ];
+        for (set, problem) in flags {
+            if set {
+                report
+                    .findings
+                    .push(format!("role `{role_name}` {problem}"));
+            }
         }
     }
 
