@@ -6,8 +6,10 @@
 //! 128 closed-loop clients choosing tenants Zipf(1.1), against one shared database with no
 //! tenancy at all: a raw deadpool-postgres pool of 64 connections running the same
 //! `BEGIN; SELECT title FROM records WHERE id = $1; COMMIT` on one plain table holding a
-//! row per tenant. Each side runs `TENANCY_SHARED_SECONDS` (default 15) after a 3-second
-//! warm-up, alternating, `TENANCY_SHARED_ROUNDS` times (default 2).
+//! row per tenant. Each side runs `TENANCY_SHARED_SECONDS` (default 15) after a warm-up of
+//! `TENANCY_SHARED_WARMUP_S` (default 3), alternating, `TENANCY_SHARED_ROUNDS` times
+//! (default 2). After each `TenantDb` side it prints the pool counters: connections
+//! opened and evicted show churn between the shared pools and the catalog's.
 //!
 //! Schema tenants are provisioned through `Platform::create_tenant` (and timed). Row-level
 //! tenants are a catalog row and data rows each, so they are inserted in bulk with SQL
@@ -164,7 +166,7 @@ async fn compare(
         "\n{label}: {} tenants, {clients} clients, Zipf(1.1), 64 connections",
         ids.len()
     );
-    let warmup = Duration::from_secs(3);
+    let warmup = Duration::from_secs(setting("TENANCY_SHARED_WARMUP_S", 3));
     let (mut ours, mut raw) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         // Each side has the server to itself: its connections close before the other runs.
@@ -182,6 +184,13 @@ async fn compare(
         })
         .await;
         result.print();
+        let stats = db
+            .pool_stats(&DbConfig::MAIN.parse().unwrap())
+            .expect("the main server");
+        println!(
+            "    connections opened {}, evicted {}, waits {}, pools {}",
+            stats.connects, stats.evicted_connections, stats.waits, stats.pools
+        );
         ours.push(result);
         drop(db);
         settle().await;
