@@ -251,3 +251,40 @@ pub(crate) fn ident(name: &str) -> String {
 pub(crate) fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(shards: u16) -> PgNames {
+        PgNames::new(Naming::new("tenancy").unwrap(), shards)
+    }
+
+    #[test]
+    fn application_roles_are_named_from_the_platform_prefix() {
+        assert_eq!(&*names(1).app_roles, ["tenancy__app"]);
+        assert_eq!(
+            &*names(3).app_roles,
+            ["tenancy__app", "tenancy__app1", "tenancy__app2"]
+        );
+    }
+
+    /// The shard of a tenant must never change between versions: a tenant whose shard
+    /// moved would be refused (`SET ROLE` denied) until `Platform::prepare` ran again.
+    #[test]
+    fn a_tenant_s_application_role_is_fixed_by_its_name() {
+        let four = names(4);
+        let sixteen = names(16);
+        for (role, in_four, in_sixteen) in [
+            ("tenancy_acme", 2, 2),
+            ("tenancy_globex", 3, 11),
+            ("tenancy_initech", 2, 10),
+            ("tenancy_umbrella", 0, 8),
+        ] {
+            assert_eq!(four.shard_of(role), in_four, "{role}");
+            assert_eq!(sixteen.shard_of(role), in_sixteen, "{role}");
+        }
+        assert_eq!(names(1).app_for("tenancy_globex"), "tenancy__app");
+        assert_eq!(four.app_for("tenancy_globex"), "tenancy__app3");
+    }
+}
