@@ -16,7 +16,7 @@ use tenancy_core::{
 };
 
 use crate::error::{Error, ErrorKind};
-use crate::postgres::{Binding, PgServer, Target};
+use crate::postgres::PgServer;
 use crate::sqlite::{FileKey, SqliteServer};
 use crate::transaction::Tx;
 use crate::value::Row;
@@ -100,14 +100,11 @@ impl CatalogStore {
             }
         };
         match self {
-            CatalogStore::Postgres(server) => {
-                let target = Target::Owner(Arc::from(server.names.platform_db.as_str()));
-                server
-                    .begin(&target, Binding::Connection)
-                    .await
-                    .map(Tx::Postgres)
-                    .map_err(catalog_error)
-            }
+            CatalogStore::Postgres(server) => server
+                .begin_catalog()
+                .await
+                .map(Tx::Postgres)
+                .map_err(catalog_error),
             CatalogStore::Sqlite(server) => server
                 .begin(&FileKey::Platform)
                 .await

@@ -46,6 +46,11 @@ pub struct DbConfig {
     pub catalog_cache_ttl: Duration,
     /// How many tenants are migrated at once.
     pub migration_parallelism: usize,
+    /// How many connections of the catalog server's budget are set aside for catalog
+    /// lookups when that server is PostgreSQL (default 2). Tenant traffic that holds the
+    /// rest of the budget then never makes a lookup wait, and a lookup never closes a
+    /// tenant's connection to make room. 0 shares the whole budget.
+    pub catalog_connections: usize,
 }
 
 /// One server tenants can be placed on.
@@ -185,6 +190,7 @@ impl DbConfig {
             credentials,
             catalog_cache_ttl: Duration::from_secs(5),
             migration_parallelism: 8,
+            catalog_connections: 2,
         }
     }
 
@@ -262,6 +268,20 @@ impl DbConfig {
             ));
         }
         for server in &self.servers {
+            if let ServerConfig::Postgres(server) = server
+                && server.name == self.catalog_server
+                && server.pool.max_connections <= self.catalog_connections
+            {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "server `{}` has a budget of {} connections, and {} of them are set \
+                         aside for the catalog (catalog_connections): raise the budget or \
+                         lower catalog_connections",
+                        server.name, server.pool.max_connections, self.catalog_connections
+                    ),
+                ));
+            }
             if let ServerConfig::Postgres(server) = server
                 && !(1..=MAX_SCHEMA_ROLE_SHARDS).contains(&server.schema_role_shards)
             {

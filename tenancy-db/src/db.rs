@@ -58,7 +58,17 @@ impl TenantDb {
                         .credentials
                         .clone()
                         .expect("validated: PostgreSQL servers come with a secret");
-                    Server::Postgres(Arc::new(PgServer::new(pg, naming.clone(), secret)?))
+                    let catalog_connections = if pg.name == config.catalog_server {
+                        config.catalog_connections
+                    } else {
+                        0
+                    };
+                    Server::Postgres(Arc::new(PgServer::new(
+                        pg,
+                        naming.clone(),
+                        secret,
+                        catalog_connections,
+                    )?))
                 }
                 ServerConfig::Sqlite(sqlite) => {
                     Server::Sqlite(Arc::new(SqliteServer::new(sqlite, naming.clone())?))
@@ -158,7 +168,7 @@ impl TenantDb {
     /// The connection counters of `server`, if it is configured.
     pub fn pool_stats(&self, server: &ServerName) -> Option<PoolStats> {
         match self.server(server).ok()? {
-            Server::Postgres(pg) => Some(pg.pools.stats()),
+            Server::Postgres(pg) => Some(pg.pool_stats()),
             Server::Sqlite(sqlite) => Some(sqlite.pools.stats()),
         }
     }

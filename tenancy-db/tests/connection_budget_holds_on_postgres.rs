@@ -80,3 +80,49 @@ async fn the_server_never_sees_more_connections_than_the_budget() {
     assert!(stats.evicted_connections > 0, "{stats:?}");
     assert_eq!(stats.timeouts, 0, "{stats:?}");
 }
+
+/// Tenant traffic holding every connection it may have does not stop the catalog: the
+/// connections set aside for it (`catalog_connections`) serve lookups at once, and no
+/// tenant's connection is closed to make room.
+#[tokio::test]
+async fn the_catalog_is_reachable_while_tenants_hold_the_rest_of_the_budget() {
+    const BUDGET: usize = 6;
+    const CATALOG: usize = 2;
+    let fixture = TestDb::with_config(Backend::Postgres, records(), |config| {
+        let mut pool = tenancy_test::db::test_pool();
+        pool.max_connections = BUDGET;
+        pool.max_connections_per_pool = BUDGET;
+        pool.acquire_timeout = Duration::from_secs(5);
+        *config = config.clone().pool(&pool);
+        config.catalog_connections = CATALOG;
+    })
+    .await;
+    let mut tenants = Vec::new();
+    for n in 0..BUDGET - CATALOG {
+        let ctx = fixture.tenant(&format!("t{n}"), IsolationMode::Row).await;
+        add_record(&fixture.db, &ctx, 1, ctx.tenant().as_str()).await;
+        tenants.push(ctx);
+    }
+    // Every tenant connection the budget allows, held inside open transactions.
+    let mut held = Vec::new();
+    for ctx in &tenants {
+        let mut tx = fixture.db.transaction(ctx).await.unwrap();
+        tx.query("SELECT 1", &[]).await.unwrap();
+        held.push(tx);
+    }
+    let before = fixture.db.pool_stats(fixture.server()).unwrap();
+
+    let started = std::time::Instant::now();
+    let listed = fixture.db.platform().tenants().await.unwrap();
+    assert_eq!(listed.len(), tenants.len());
+    assert!(
+        started.elapsed() < Duration::from_millis(150),
+        "the catalog waited {:?} for a connection",
+        started.elapsed()
+    );
+    let after = fixture.db.pool_stats(fixture.server()).unwrap();
+    assert_eq!(after.evicted_connections, before.evicted_connections);
+    for tx in held {
+        tx.commit().await.unwrap();
+    }
+}

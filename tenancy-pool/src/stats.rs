@@ -33,6 +33,27 @@ pub struct PoolStats {
     pub discarded: u64,
 }
 
+impl std::ops::Add for PoolStats {
+    type Output = PoolStats;
+
+    /// The stats of two sets of pools taken together (several budgets of one server).
+    fn add(self, other: PoolStats) -> PoolStats {
+        PoolStats {
+            open_connections: self.open_connections + other.open_connections,
+            idle_connections: self.idle_connections + other.idle_connections,
+            pools: self.pools + other.pools,
+            checkouts: self.checkouts + other.checkouts,
+            connects: self.connects + other.connects,
+            connect_failures: self.connect_failures + other.connect_failures,
+            waits: self.waits + other.waits,
+            timeouts: self.timeouts + other.timeouts,
+            evicted_connections: self.evicted_connections + other.evicted_connections,
+            evicted_pools: self.evicted_pools + other.evicted_pools,
+            discarded: self.discarded + other.discarded,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) checkouts: AtomicU64,

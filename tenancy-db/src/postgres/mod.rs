@@ -10,7 +10,10 @@
 //! | `Admin` | the admin URL's | the admin URL's | provisioning |
 //!
 //! All targets of a server share one [`TenantPools`] budget, so platform work and tenant
-//! traffic together never exceed the server's connection cap.
+//! traffic together never exceed the server's connection cap; on the server that holds the
+//! catalog, a few connections of that cap are set aside for catalog lookups
+//! ([`DbConfig::catalog_connections`](crate::DbConfig::catalog_connections)), so that a
+//! lookup never waits for, or closes, a tenant's connection.
 
 mod connect;
 pub(crate) mod provision;
@@ -24,7 +27,7 @@ use std::sync::Arc;
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
 use tenancy_core::naming::Naming;
 use tenancy_core::{ServerName, TenantId};
-use tenancy_pool::TenantPools;
+use tenancy_pool::{PoolStats, PoolsConfig, TenantPools};
 
 use self::connect::LeasedConnect;
 pub(crate) use self::transaction::{Binding, PgTransaction};
@@ -132,6 +135,8 @@ pub(crate) struct PgServer {
     pub(crate) names: PgNames,
     pub(crate) secret: Secret,
     pub(crate) pools: TenantPools<Target, Manager>,
+    /// The connections set aside for the catalog, on the server that holds it.
+    catalog_pools: Option<TenantPools<Target, Manager>>,
     /// Held while the template database is migrated or copied (PostgreSQL refuses to copy
     /// a template another session is connected to); holds the version it was last
     /// migrated to by this process.
@@ -149,10 +154,13 @@ impl fmt::Debug for PgServer {
 }
 
 impl PgServer {
+    /// A server; `catalog_connections` of its budget are set aside for the catalog when it
+    /// holds the catalog (0 otherwise).
     pub(crate) fn new(
         config: &PostgresServer,
         naming: Naming,
         secret: Secret,
+        catalog_connections: usize,
     ) -> Result<Self, Error> {
         let base = tokio_postgres::Config::from_str(&config.admin_url).map_err(|error| {
             Error::with_source(
@@ -169,7 +177,7 @@ impl PgServer {
         let statement_timeout = config
             .statement_timeout
             .map(|timeout| format!("-c statement_timeout={}", timeout.as_millis().max(1)));
-        let make = {
+        let make = Arc::new({
             let names = names.clone();
             let secret = secret.clone();
             move |target: &Target| {
@@ -207,16 +215,52 @@ impl PgServer {
                     },
                 )
             }
+        });
+        let pools_with = |pool: PoolsConfig| {
+            let make = Arc::clone(&make);
+            TenantPools::new(pool, move |target: &Target| make(target)).map_err(Error::from_pool)
         };
-        let pools = TenantPools::new(config.pool.clone(), make).map_err(Error::from_pool)?;
+        let (pools, catalog_pools) = if catalog_connections == 0 {
+            (pools_with(config.pool.clone())?, None)
+        } else {
+            let mut tenants = config.pool.clone();
+            tenants.max_connections -= catalog_connections;
+            tenants.max_connections_per_pool = tenants
+                .max_connections_per_pool
+                .min(tenants.max_connections);
+            let mut catalog = config.pool.clone();
+            catalog.max_connections = catalog_connections;
+            catalog.max_connections_per_pool = catalog_connections;
+            (pools_with(tenants)?, Some(pools_with(catalog)?))
+        };
         Ok(PgServer {
             name: config.name.clone(),
             names,
             secret,
             pools,
+            catalog_pools,
             template: tokio::sync::Mutex::new(None),
             admin_url: config.admin_url.clone(),
         })
+    }
+
+    /// The counters of every connection of this server: tenants', platform work's and the
+    /// catalog's.
+    pub(crate) fn pool_stats(&self) -> PoolStats {
+        let stats = self.pools.stats();
+        match &self.catalog_pools {
+            Some(catalog) => stats + catalog.stats(),
+            None => stats,
+        }
+    }
+
+    /// A transaction on the platform database, where the catalog is, through the
+    /// connections set aside for it.
+    pub(crate) async fn begin_catalog(&self) -> Result<PgTransaction, Error> {
+        let target = Target::Owner(Arc::from(self.names.platform_db.as_str()));
+        let pools = self.catalog_pools.as_ref().unwrap_or(&self.pools);
+        let connection = pools.get(&target).await.map_err(Error::from_pool)?;
+        Ok(PgTransaction::begin(connection, &Binding::Connection))
     }
 
     /// A pooled connection to `target`.
