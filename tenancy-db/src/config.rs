@@ -41,8 +41,11 @@ pub struct DbConfig {
     /// The secret role passwords are derived from; required when a PostgreSQL server is
     /// configured.
     pub credentials: Option<Secret>,
-    /// How long a catalog lookup is cached. A suspension made on another node takes up to
-    /// this long to be seen here (one made through this node's `Platform` is seen at once).
+    /// How often this node's replica of the catalog is brought up to date (one query for
+    /// the tenants changed since, whatever their number). A suspension made on another
+    /// node takes up to this long to be seen here (one made through this node's `Platform`
+    /// is seen at once); a catalog transaction that takes longer than six of these to
+    /// commit is seen at the next full reload, every 10 minutes.
     pub catalog_cache_ttl: Duration,
     /// How many tenants are migrated at once.
     pub migration_parallelism: usize,

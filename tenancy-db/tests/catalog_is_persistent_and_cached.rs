@@ -52,3 +52,60 @@ async fn another_handle_reads_the_catalog_and_sees_suspensions_within_the_ttl() 
         assert_eq!(err.kind(), ErrorKind::TenantSuspended);
     }
 }
+
+/// A handle keeps a replica of the whole catalog: admitting many tenants reads the catalog
+/// once, not once per tenant; a tenant created elsewhere is admitted at once, and one
+/// suspended, then dropped, elsewhere is refused once the replica is brought up to date.
+#[tokio::test]
+async fn a_handle_reads_the_catalog_once_for_many_tenants_and_follows_changes() {
+    for backend in [Backend::Postgres, Backend::Sqlite] {
+        let fixture = TestDb::with_config(backend, records(), |config| {
+            config.catalog_cache_ttl = Duration::from_millis(300);
+        })
+        .await;
+        let mut tenants = Vec::new();
+        for n in 0..12 {
+            let isolation = match backend {
+                Backend::Postgres => IsolationMode::Row,
+                Backend::Sqlite => IsolationMode::Database,
+            };
+            let ctx = fixture.tenant(&format!("t{n}"), isolation).await;
+            add_record(&fixture.db, &ctx, 1, ctx.tenant().as_str()).await;
+            tenants.push(ctx);
+        }
+
+        let other_node = fixture.reopen(records());
+        let stats = || other_node.pool_stats(fixture.server()).unwrap().checkouts;
+        for ctx in &tenants {
+            other_node
+                .transaction(ctx)
+                .await
+                .unwrap()
+                .rollback()
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            stats(),
+            tenants.len() as u64 + 1,
+            "{backend:?}: one checkout per transaction and one for the whole catalog"
+        );
+
+        // Created here after the other node loaded its replica: admitted there at once.
+        let late = fixture.tenant("late", IsolationMode::Database).await;
+        assert!(other_node.transaction(&late).await.is_ok(), "{backend:?}");
+
+        // Suspended and dropped here: refused there once its replica is updated.
+        let gone = &tenants[0];
+        let platform = fixture.db.platform();
+        platform.suspend(&operator(), gone.tenant()).await.unwrap();
+        platform
+            .drop_tenant(&operator(), gone.tenant())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let refused = other_node.transaction(gone).await.unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::UnknownTenant, "{backend:?}");
+        assert!(other_node.transaction(&tenants[1]).await.is_ok());
+    }
+}
