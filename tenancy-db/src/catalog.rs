@@ -6,7 +6,7 @@
 //! Every platform operation appends to `platform_log`: who did what to which tenant, when,
 //! under which correlation id.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -42,6 +42,13 @@ CREATE TABLE IF NOT EXISTS platform_log (
     detail text NOT NULL
 );
 ";
+
+/// What the platform log says changed since a mark: see [`CatalogStore::changes_since`].
+pub(crate) struct Changes {
+    mark: i64,
+    named: HashSet<TenantId>,
+    current: Vec<Tenant>,
+}
 
 /// Where the catalog is kept.
 #[derive(Clone)]
@@ -137,13 +144,18 @@ impl CatalogStore {
         rows.first().map(tenant_from_row).transpose()
     }
 
-    /// The highest platform-log id, then every tenant: what a replica starts from. (A
-    /// change committed between the two reads is in the tenants and again in the log
-    /// above the mark, which is harmless.)
-    pub(crate) async fn load(&self) -> Result<(i64, Vec<Tenant>), Error> {
+    /// A mark to read changes from, then every tenant: what a replica starts from. The
+    /// mark is the newest log entry written more than `window_ms` ago, so the next update
+    /// reads every entry of the window again, including one whose id was given out before
+    /// a later one committed and which was not yet committed here. (A change committed
+    /// between the two reads is in the tenants and again in the log, which is harmless.)
+    pub(crate) async fn load(&self, window_ms: i64) -> Result<(i64, Vec<Tenant>), Error> {
         let tx = self.begin().await?;
         let mark = tx
-            .query("SELECT coalesce(max(id), 0) FROM platform_log", &[])
+            .query(
+                "SELECT coalesce(max(id), 0) FROM platform_log WHERE at_ms <= $1",
+                &[(now_ms() - window_ms).into()],
+            )
             .await?;
         let rows = tx
             .query(
@@ -158,21 +170,36 @@ impl CatalogStore {
         Ok((mark.unwrap_or(0), tenants))
     }
 
-    /// The highest platform-log id above `mark` (or `mark`), and the tenants the log names
-    /// above it.
-    pub(crate) async fn changes_since(&self, mark: i64) -> Result<(i64, Vec<TenantId>), Error> {
+    /// The highest platform-log id above `mark` (or `mark`), the tenants the log names
+    /// above it, and those of them the catalog still has, as they are now: two queries,
+    /// whatever the number of changes.
+    pub(crate) async fn changes_since(&self, mark: i64) -> Result<Changes, Error> {
         let tx = self.begin().await?;
-        let rows = tx
+        let log = tx
             .query(
                 "SELECT id, tenant FROM platform_log WHERE id > $1 ORDER BY id",
                 &[mark.into()],
             )
             .await?;
+        let current = tx
+            .query(
+                "SELECT id, display_name, status, server, isolation, created_at_ms \
+                 FROM tenants WHERE id IN \
+                 (SELECT tenant FROM platform_log WHERE id > $1 AND tenant IS NOT NULL)",
+                &[mark.into()],
+            )
+            .await?;
         tx.commit().await?;
-        let mut newest = mark;
-        let mut changed: Vec<TenantId> = Vec::new();
-        for row in &rows {
-            newest = newest.max(row.get::<i64>(0)?);
+        let mut changes = Changes {
+            mark,
+            named: HashSet::new(),
+            current: current
+                .iter()
+                .map(tenant_from_row)
+                .collect::<Result<_, _>>()?,
+        };
+        for row in &log {
+            changes.mark = changes.mark.max(row.get::<i64>(0)?);
             if let Some(tenant) = row.get::<Option<String>>(1)? {
                 let id = tenant.parse::<TenantId>().map_err(|error| {
                     Error::with_source(
@@ -181,12 +208,10 @@ impl CatalogStore {
                         error,
                     )
                 })?;
-                if !changed.contains(&id) {
-                    changed.push(id);
-                }
+                changes.named.insert(id);
             }
         }
-        Ok((newest, changed))
+        Ok(changes)
     }
 
     pub(crate) async fn list(&self) -> Result<Vec<Tenant>, Error> {
@@ -423,6 +448,9 @@ struct Replica {
     reload_at: Option<Instant>,
     /// The highest platform-log id seen by each of the last updates, oldest first.
     marks: VecDeque<i64>,
+    /// Bumped by every [`CachedCatalog::invalidate`]: a lookup that read the store before
+    /// an invalidation must not put what it read into the replica.
+    generation: u64,
 }
 
 /// The most unknown ids remembered; a flood of lookups for unknown ids cannot grow the map
@@ -454,10 +482,13 @@ impl CachedCatalog {
     }
 
     /// Forgets `id`, so the next lookup reads the store: after every platform change.
+    /// Waits for an update under way, which may have read the store before the change.
     pub(crate) async fn invalidate(&self, id: &TenantId) {
+        let _updating = self.updating.lock().await;
         let mut replica = self.replica.write().unwrap_or_else(PoisonError::into_inner);
         replica.tenants.remove(id);
         replica.absent.remove(id);
+        replica.generation += 1;
     }
 
     /// The tenant if it may be served, shared with the replica rather than copied: what
@@ -492,9 +523,18 @@ impl CachedCatalog {
             return Ok(known);
         }
         // Created since the last update, or unknown: ask the store about this one.
+        let generation = self
+            .replica
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .generation;
         let found = self.store.lookup(id).await?.map(Arc::new);
         let now = Instant::now();
         let mut replica = self.replica.write().unwrap_or_else(PoisonError::into_inner);
+        if replica.generation != generation {
+            // A platform change on this node since the read: what was read may predate it.
+            return Ok(found);
+        }
         match &found {
             Some(tenant) => {
                 replica.tenants.insert(id.clone(), Arc::clone(tenant));
@@ -527,39 +567,44 @@ impl CachedCatalog {
             (reload, replica.marks.front().copied().unwrap_or(0))
         };
         if reload {
-            let (mark, tenants) = self.store.load().await?;
+            let window = self.ttl * u32::try_from(OVERLAP).expect("a small constant");
+            let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+            let (mark, tenants) = self.store.load(window_ms).await?;
             let mut replica = self.replica.write().unwrap_or_else(PoisonError::into_inner);
             replica.tenants = tenants
                 .into_iter()
                 .map(|tenant| (tenant.id.clone(), Arc::new(tenant)))
                 .collect();
             replica.absent.clear();
-            replica.marks = VecDeque::from([mark]);
             replica.reload_at = Some(started + RELOAD_EVERY);
-            replica.fresh_until = Some(started + self.ttl);
+            replica.record(mark, started + self.ttl);
             return Ok(());
         }
-        let (mark, changed) = self.store.changes_since(since).await?;
-        let mut updated = Vec::with_capacity(changed.len());
-        for id in changed {
-            let tenant = self.store.lookup(&id).await?;
-            updated.push((id, tenant));
-        }
+        let changes = self.store.changes_since(since).await?;
         let mut replica = self.replica.write().unwrap_or_else(PoisonError::into_inner);
-        for (id, tenant) in updated {
-            replica.absent.remove(&id);
-            match tenant {
-                Some(tenant) => replica.tenants.insert(id, Arc::new(tenant)),
-                None => replica.tenants.remove(&id),
-            };
+        for id in &changes.named {
+            replica.absent.remove(id);
+            replica.tenants.remove(id);
         }
-        let newest = replica.marks.back().copied().unwrap_or(0).max(mark);
-        replica.marks.push_back(newest);
-        if replica.marks.len() > OVERLAP {
-            replica.marks.pop_front();
+        for tenant in changes.current {
+            replica.tenants.insert(tenant.id.clone(), Arc::new(tenant));
         }
-        replica.fresh_until = Some(started + self.ttl);
+        replica.record(changes.mark, started + self.ttl);
         Ok(())
+    }
+}
+
+impl Replica {
+    /// Notes an update that read the log up to `mark`, current until `fresh_until`. Marks
+    /// only grow, and the oldest of the last [`OVERLAP`] is where the next update reads
+    /// from; a reload adds its mark to those before it rather than replacing them.
+    fn record(&mut self, mark: i64, fresh_until: Instant) {
+        let newest = self.marks.back().copied().unwrap_or(mark).max(mark);
+        self.marks.push_back(newest);
+        while self.marks.len() > OVERLAP {
+            self.marks.pop_front();
+        }
+        self.fresh_until = Some(fresh_until);
     }
 }
 

@@ -44,3 +44,47 @@ async fn commit_after_a_failed_statement_rolls_back_and_says_so() {
         assert_eq!(all_titles(&fixture.db, &acme).await, ["kept"], "{what}");
     }
 }
+
+/// A statement whose future was dropped before its answer (a request timeout) may or may
+/// not have run: the transaction cannot be committed, on the first statement or a later one.
+#[tokio::test]
+async fn commit_after_a_cancelled_statement_rolls_back_and_says_so() {
+    let fixture = TestDb::new(tenancy_test::db::Backend::Postgres, records()).await;
+    for isolation in [
+        tenancy_core::IsolationMode::Database,
+        tenancy_core::IsolationMode::Schema,
+        tenancy_core::IsolationMode::Row,
+    ] {
+        let acme = fixture.tenant("acme", isolation).await;
+        for earlier_statements in [0, 1] {
+            let mut tx = fixture.db.transaction(&acme).await.unwrap();
+            for n in 0..earlier_statements {
+                tx.execute(
+                    "INSERT INTO records (id, title) VALUES ($1, 'before')",
+                    &[(n + 10).into()],
+                )
+                .await
+                .unwrap();
+            }
+            let slow = tx.execute(
+                "INSERT INTO records (id, title) SELECT 1, 'slow' FROM pg_sleep(0.5)",
+                &[],
+            );
+            assert!(
+                tokio::time::timeout(std::time::Duration::from_millis(50), slow)
+                    .await
+                    .is_err()
+            );
+            let commit = tx.commit().await.unwrap_err();
+            assert_eq!(
+                commit.kind(),
+                ErrorKind::Transaction,
+                "{isolation}, after {earlier_statements}: {commit}"
+            );
+            assert!(
+                all_titles(&fixture.db, &acme).await.is_empty(),
+                "{isolation}, after {earlier_statements}: something was committed"
+            );
+        }
+    }
+}

@@ -224,7 +224,20 @@ impl PgServer {
             (pools_with(config.pool.clone())?, None)
         } else {
             let mut tenants = config.pool.clone();
-            tenants.max_connections -= catalog_connections;
+            tenants.max_connections = tenants
+                .max_connections
+                .checked_sub(catalog_connections)
+                .filter(|left| *left > 0)
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "server `{}` has a budget of {} connections, not more than the {} \
+                             set aside for the catalog",
+                            config.name, config.pool.max_connections, catalog_connections
+                        ),
+                    )
+                })?;
             tenants.max_connections_per_pool = tenants
                 .max_connections_per_pool
                 .min(tenants.max_connections);

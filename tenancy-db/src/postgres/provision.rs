@@ -200,24 +200,43 @@ impl PgServer {
         Ok(())
     }
 
+    /// (tenant role, application role) for every membership of this deployment's tenant
+    /// roles in its application roles, whatever their number (a former count's included);
+    /// `tenant_role` narrows it to one tenant.
+    async fn app_memberships(
+        &self,
+        tenant_role: Option<&str>,
+    ) -> Result<Vec<(String, String)>, Error> {
+        let naming = &self.names.naming;
+        let connection = self.connection(&Target::Admin).await?;
+        let apps = format!("^{}__app[0-9]*$", naming.prefix());
+        let rows = connection
+            .query(
+                "SELECT t.rolname::text, a.rolname::text FROM pg_auth_members m \
+                 JOIN pg_roles t ON t.oid = m.roleid JOIN pg_roles a ON a.oid = m.member \
+                 WHERE a.rolname ~ $1 AND ($2::text IS NULL OR t.rolname = $2)",
+                &[&apps, &tenant_role],
+            )
+            .await
+            .map_err(|e| Error::postgres("reading the application roles' memberships", e))?;
+        // Tenant roles only: `{prefix}_{id}`, never a platform name (`__`), so a role an
+        // operator granted to an application role is left alone.
+        let tenant_prefix = format!("{}_", naming.prefix());
+        Ok(rows
+            .iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
+            .filter(|(tenant, _)| tenant.starts_with(&tenant_prefix) && !tenant.contains("__"))
+            .collect())
+    }
+
     /// Moves every schema tenant's membership to the application role it belongs to with
     /// the configured number of roles. Suspended tenants have none, and keep none.
     async fn spread_schema_tenants(&self) -> Result<(), Error> {
         let names = &self.names;
-        let connection = self.connection(&Target::Admin).await?;
-        let apps = format!("^{}__app[0-9]*$", names.naming.prefix());
-        let memberships = connection
-            .query(
-                "SELECT t.rolname::text, a.rolname::text FROM pg_auth_members m \
-                 JOIN pg_roles t ON t.oid = m.roleid JOIN pg_roles a ON a.oid = m.member \
-                 WHERE a.rolname ~ $1",
-                &[&apps],
-            )
-            .await
-            .map_err(|e| Error::postgres("reading the application roles' memberships", e))?;
-        let moves: String = memberships
-            .iter()
-            .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
+        let moves: String = self
+            .app_memberships(None)
+            .await?
+            .into_iter()
             .filter(|(tenant, app)| names.app_for(tenant) != app)
             .map(|(tenant, app)| {
                 format!(
@@ -231,10 +250,10 @@ impl PgServer {
         if moves.is_empty() {
             return Ok(());
         }
-        connection
-            .batch_execute(&format!("BEGIN;\n{moves}COMMIT"))
+        // One simple-query message: PostgreSQL runs it as one implicit transaction, all or
+        // nothing, and no open transaction can be left on the pooled connection.
+        self.admin("moving schema tenants to their application roles", &moves)
             .await
-            .map_err(|e| Error::postgres("moving schema tenants to their application roles", e))
     }
 
     /// A transaction for migrating `database` (with `schema` on the search path).
@@ -470,13 +489,22 @@ impl PgServer {
                 .await
             }
             IsolationMode::Schema => {
+                // From every application role it belongs to: a node configured with another
+                // number of roles may have granted it elsewhere.
+                let revokes: String = self
+                    .app_memberships(Some(&name))
+                    .await?
+                    .into_iter()
+                    .map(|(tenant, app)| {
+                        format!("REVOKE {} FROM {};\n", ident(&tenant), ident(&app))
+                    })
+                    .collect();
+                if revokes.is_empty() {
+                    return Ok(());
+                }
                 self.admin(
                     &format!("revoking the application's use of {name}"),
-                    &format!(
-                        "REVOKE {} FROM {}",
-                        ident(&name),
-                        ident(self.names.app_for(&name))
-                    ),
+                    &revokes,
                 )
                 .await
             }
@@ -496,15 +524,19 @@ impl PgServer {
                 .await
             }
             IsolationMode::Schema => {
-                self.admin(
-                    &format!("letting the application act as {name}"),
-                    &format!(
-                        "GRANT {} TO {}",
-                        ident(&name),
-                        ident(self.names.app_for(&name))
-                    ),
-                )
-                .await
+                let app = self.names.app_for(&name);
+                let mut grants = format!("GRANT {} TO {};\n", ident(&name), ident(app));
+                for (tenant, other) in self.app_memberships(Some(&name)).await? {
+                    if other != app {
+                        grants.push_str(&format!(
+                            "REVOKE {} FROM {};\n",
+                            ident(&tenant),
+                            ident(&other)
+                        ));
+                    }
+                }
+                self.admin(&format!("letting the application act as {name}"), &grants)
+                    .await
             }
             _ => Ok(()),
         }

@@ -111,13 +111,16 @@ impl PgTransaction {
         Fut: Future<Output = Result<T, Error>>,
     {
         let connection = self.connection()?;
-        if self.begun.swap(true, Ordering::Relaxed) {
-            return self.watch(statement(connection).await);
-        }
-        // Both messages are written on the first poll, `BEGIN` first. Until both answers
-        // are in, whether the binding took is unknown: if this future is dropped in
-        // between, the transaction is failed (and its connection not reused).
+        // Until the answers are in, whether the statement (and the binding) took effect is
+        // unknown: if this future is dropped in between, the transaction is failed, so it
+        // can only be rolled back (in order, after what was sent), never committed.
         let in_flight = FailOnDrop(&self.failed);
+        if self.begun.swap(true, Ordering::Relaxed) {
+            let result = statement(connection).await;
+            std::mem::forget(in_flight);
+            return self.watch(result);
+        }
+        // Both messages are written on the first poll, `BEGIN` first.
         let (begun, result) =
             join(connection.batch_execute(&self.begin), statement(connection)).await;
         std::mem::forget(in_flight);
@@ -181,6 +184,12 @@ impl PgTransaction {
     /// Rolls back to `savepoint` after a failed statement and clears the failure: for the
     /// platform's own work, which uses savepoints deliberately.
     pub(crate) async fn rollback_to_savepoint(&self, savepoint: &str) -> Result<(), Error> {
+        if !self.begun.load(Ordering::Relaxed) {
+            return Err(Error::new(
+                ErrorKind::Transaction,
+                "no statement has run in this transaction, so it has no savepoint",
+            ));
+        }
         let connection = self
             .connection
             .as_ref()
