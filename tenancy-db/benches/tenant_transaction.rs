@@ -15,6 +15,9 @@
 //! `TENANCY_BENCH_PIN=0` not to): on a two-core virtual machine a round trip to a backend
 //! on the other, idle core costs tens of microseconds of wake-up, and which backend lands
 //! where is chance, so unpinned runs compare placements, not work.
+//!
+//! `TENANCY_BENCH_ONLY=raw|pipelined|tenancy` runs 10,000 transactions of one side per
+//! strategy and no comparison, for a profiler: `strace -c -f`, `perf stat`.
 
 use std::hint::black_box;
 
@@ -24,6 +27,9 @@ use tenancy_db::{Migrations, TenantDb, tokio_postgres};
 use tenancy_test::Service;
 use tenancy_test::bench::{Comparison, pin_to_cpu};
 use tenancy_test::db::{Backend, TestDb};
+
+/// Transactions per strategy when one side runs alone (`TENANCY_BENCH_ONLY`).
+const PROFILE_TRANSACTIONS: usize = 10_000;
 
 fn migrations() -> Migrations {
     tenancy_test::db::records_migrations()
@@ -194,6 +200,19 @@ fn main() {
             IsolationMode::Row => vec![&id, tenant],
             _ => vec![&id],
         };
+        if let Ok(side) = std::env::var("TENANCY_BENCH_ONLY") {
+            // For profilers (`strace -c`, `perf stat`): one side alone, no comparison.
+            for _ in 0..PROFILE_TRANSACTIONS {
+                let title = match side.as_str() {
+                    "raw" => runtime.block_on(raw_transaction(pool, sql, &params)),
+                    "pipelined" => runtime.block_on(raw_pipelined_transaction(pool, sql, &params)),
+                    _ => runtime.block_on(tenant_transaction(&fixture.db, ctx)),
+                };
+                black_box(title);
+            }
+            println!("{isolation}: {PROFILE_TRANSACTIONS} transactions of side `{side}`");
+            continue;
+        }
         // Many short rounds: this machine drifts between fast and slow states, and the
         // paired ratio compares each round's variant with the same round's baseline.
         let report = Comparison::new(&format!("{isolation} per tenant"))
