@@ -494,7 +494,18 @@ impl CachedCatalog {
     /// The tenant if it may be served, shared with the replica rather than copied: what
     /// every transaction asks first.
     pub(crate) async fn admit(&self, id: &TenantId) -> Result<Arc<Tenant>, Error> {
-        let tenant = self.cached(id).await?.ok_or_else(|| unknown(id))?;
+        let tenant = self
+            .cached(id)
+            .await
+            .map_err(|error| match error.kind() {
+                ErrorKind::CatalogUnavailable => error,
+                _ => Error::with_source(
+                    ErrorKind::CatalogUnavailable,
+                    "the tenant catalog could not be read",
+                    error,
+                ),
+            })?
+            .ok_or_else(|| unknown(id))?;
         tenant.check_active().map_err(Error::from_core)?;
         Ok(tenant)
     }

@@ -87,9 +87,11 @@ pub struct PostgresServer {
     pub admin_url: String,
     /// The connection budget of this server.
     pub pool: PoolsConfig,
-    /// The longest a statement of a tenant transaction may run; `None` for no limit. A
-    /// locked or overloaded tenant database then fails its own requests instead of holding
-    /// connections indefinitely. Platform work (migrations) is not limited.
+    /// The longest a statement of a tenant transaction, or of the catalog, may run; `None`
+    /// for no limit. A locked or overloaded tenant database then fails its own requests
+    /// instead of holding connections indefinitely, and a locked catalog fails admissions
+    /// (`CatalogUnavailable`) instead of stalling them. Other platform work (migrations,
+    /// provisioning) is not limited.
     pub statement_timeout: Option<Duration>,
     /// How many application roles the schema-per-tenant tenants are spread over (at
     /// least 1; default 1). The application role is a member of each of its tenants'

@@ -109,3 +109,34 @@ async fn a_handle_reads_the_catalog_once_for_many_tenants_and_follows_changes() 
         assert!(other_node.transaction(&tenants[1]).await.is_ok());
     }
 }
+
+/// Catalog reads are time-limited like tenant statements: a locked catalog fails
+/// admissions with `CatalogUnavailable` within the statement timeout, instead of stalling
+/// every request behind it, and admissions resume when the lock goes.
+#[tokio::test]
+async fn a_locked_catalog_fails_admissions_within_the_statement_timeout() {
+    let fixture = TestDb::with_config(Backend::Postgres, records(), |config| {
+        *config = config
+            .clone()
+            .statement_timeout(Some(Duration::from_millis(300)));
+    })
+    .await;
+    let acme = fixture.tenant("acme", IsolationMode::Row).await;
+    let platform_db = fixture.db.naming().platform_sql_name("platform");
+    let admin = fixture.superuser(&platform_db).await;
+    admin
+        .batch_execute("BEGIN; LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+
+    // A new node: its replica must read the locked catalog.
+    let other_node = fixture.reopen(records());
+    let attempt = tokio::time::timeout(Duration::from_secs(3), other_node.transaction(&acme)).await;
+    admin.batch_execute("ROLLBACK").await.unwrap();
+    let refused = attempt
+        .expect("the admission waited more than 3 s for a locked catalog")
+        .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::CatalogUnavailable, "{refused}");
+
+    assert!(other_node.transaction(&acme).await.is_ok());
+}

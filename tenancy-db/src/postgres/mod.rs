@@ -112,6 +112,10 @@ pub(crate) enum Target {
     /// The shared database, as the application role of this index.
     Shared(u16),
     Owner(Arc<str>),
+    /// The platform database, as the owner, for the catalog: like `Owner`, but its
+    /// statements are time-limited like tenants', so a locked catalog fails admissions
+    /// instead of stalling them.
+    Catalog,
     Admin,
 }
 
@@ -122,6 +126,7 @@ impl fmt::Display for Target {
             Target::Shared(0) => f.write_str("the shared database"),
             Target::Shared(k) => write!(f, "the shared database (application role {k})"),
             Target::Owner(db) => write!(f, "database `{db}` (as owner)"),
+            Target::Catalog => f.write_str("the catalog"),
             Target::Admin => f.write_str("the admin connection"),
         }
     }
@@ -197,10 +202,11 @@ impl PgServer {
                         login(&mut pg, &names.app_roles[usize::from(*k)], &names.shared_db);
                     }
                     Target::Owner(database) => login(&mut pg, &names.owner, database),
+                    Target::Catalog => login(&mut pg, &names.owner, &names.platform_db),
                     Target::Admin => {}
                 }
-                // Tenant traffic is time-limited; platform work is not.
-                if let (Target::Tenant(_) | Target::Shared(_), Some(options)) =
+                // Tenant traffic and catalog reads are time-limited; platform work is not.
+                if let (Target::Tenant(_) | Target::Shared(_) | Target::Catalog, Some(options)) =
                     (target, &statement_timeout)
                 {
                     pg.options(options);
@@ -270,9 +276,11 @@ impl PgServer {
     /// A transaction on the platform database, where the catalog is, through the
     /// connections set aside for it.
     pub(crate) async fn begin_catalog(&self) -> Result<PgTransaction, Error> {
-        let target = Target::Owner(Arc::from(self.names.platform_db.as_str()));
         let pools = self.catalog_pools.as_ref().unwrap_or(&self.pools);
-        let connection = pools.get(&target).await.map_err(Error::from_pool)?;
+        let connection = pools
+            .get(&Target::Catalog)
+            .await
+            .map_err(Error::from_pool)?;
         Ok(PgTransaction::begin(connection, &Binding::Connection))
     }
 
