@@ -451,6 +451,8 @@ struct Replica {
     /// Bumped by every [`CachedCatalog::invalidate`]: a lookup that read the store before
     /// an invalidation must not put what it read into the replica.
     generation: u64,
+    /// When the last update failed, and why.
+    failed: Option<(Instant, String)>,
 }
 
 /// The most unknown ids remembered; a flood of lookups for unknown ids cannot grow the map
@@ -462,6 +464,9 @@ const ABSENT_CAPACITY: usize = 100_000;
 /// seen; reading again from the mark of a few updates ago catches every change whose
 /// transaction took less than that many time-to-lives to commit.
 const OVERLAP: usize = 6;
+
+/// How long after a failed update others fail at once instead of trying again.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 /// How often the replica is reloaded whole, which also catches a change whose transaction
 /// took longer than [`OVERLAP`] updates to commit.
@@ -569,6 +574,34 @@ impl CachedCatalog {
     async fn update(&self) -> Result<(), Error> {
         let _updating = self.updating.lock().await;
         let started = Instant::now();
+        if let Some((at, why)) = &self
+            .replica
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .failed
+            && started.duration_since(*at) < RETRY_AFTER_FAILURE
+        {
+            // Those who waited behind a failed update fail with it rather than each
+            // waiting out the same timeout in turn.
+            return Err(Error::new(
+                ErrorKind::CatalogUnavailable,
+                format!(
+                    "the tenant catalog could not be read a moment ago ({why}); not retried for {RETRY_AFTER_FAILURE:?}"
+                ),
+            ));
+        }
+        let updated = self.update_now(started).await;
+        self.replica
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .failed = updated
+            .as_ref()
+            .err()
+            .map(|error| (Instant::now(), error.to_string()));
+        updated
+    }
+
+    async fn update_now(&self, started: Instant) -> Result<(), Error> {
         let (reload, since) = {
             let replica = self.replica.read().unwrap_or_else(PoisonError::into_inner);
             if replica.fresh_until.is_some_and(|until| until > started) {

@@ -111,8 +111,8 @@ async fn a_handle_reads_the_catalog_once_for_many_tenants_and_follows_changes() 
 }
 
 /// Catalog reads are time-limited like tenant statements: a locked catalog fails
-/// admissions with `CatalogUnavailable` within the statement timeout, instead of stalling
-/// every request behind it, and admissions resume when the lock goes.
+/// admissions with `CatalogUnavailable` within the statement timeout, all of them at once
+/// rather than one timeout after another, and admissions resume when the lock goes.
 #[tokio::test]
 async fn a_locked_catalog_fails_admissions_within_the_statement_timeout() {
     let fixture = TestDb::with_config(Backend::Postgres, records(), |config| {
@@ -129,14 +129,27 @@ async fn a_locked_catalog_fails_admissions_within_the_statement_timeout() {
         .await
         .unwrap();
 
-    // A new node: its replica must read the locked catalog.
+    // A new node: its replica must read the locked catalog. Eight requests at once: the
+    // first waits out the timeout, the others fail with it rather than in turn after it.
     let other_node = fixture.reopen(records());
-    let attempt = tokio::time::timeout(Duration::from_secs(3), other_node.transaction(&acme)).await;
+    let started = std::time::Instant::now();
+    let attempts = tokio::time::timeout(
+        Duration::from_secs(3),
+        futures::future::join_all((0..8).map(|_| other_node.transaction(&acme))),
+    )
+    .await;
+    let elapsed = started.elapsed();
     admin.batch_execute("ROLLBACK").await.unwrap();
-    let refused = attempt
-        .expect("the admission waited more than 3 s for a locked catalog")
-        .unwrap_err();
-    assert_eq!(refused.kind(), ErrorKind::CatalogUnavailable, "{refused}");
+    for attempt in attempts.expect("the admissions waited more than 3 s for a locked catalog") {
+        let refused = attempt.unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::CatalogUnavailable, "{refused}");
+    }
+    assert!(
+        elapsed < Duration::from_millis(1500),
+        "eight admissions took {elapsed:?}: they waited out the timeout one after another"
+    );
 
+    // The lock is gone; after the pause that follows a failure, admissions work again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(other_node.transaction(&acme).await.is_ok());
 }
