@@ -234,16 +234,7 @@ impl PgServer {
                 .max_connections
                 .checked_sub(catalog_connections)
                 .filter(|left| *left > 0)
-                .ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::Config,
-                        format!(
-                            "server `{}` has a budget of {} connections, not more than the {} \
-                             set aside for the catalog",
-                            config.name, config.pool.max_connections, catalog_connections
-                        ),
-                    )
-                })?;
+                .expect("validated: the catalog server's budget exceeds catalog_connections");
             tenants.max_connections_per_pool = tenants
                 .max_connections_per_pool
                 .min(tenants.max_connections);
