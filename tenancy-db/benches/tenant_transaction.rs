@@ -6,8 +6,11 @@
 //! the same table (schema-qualified, or with an explicit `tenant_id` filter as a superuser
 //! that RLS does not apply to), in `BEGIN ... COMMIT`, with a cached prepared statement:
 //! once as deadpool-postgres's `transaction()` does it (the baseline of the goal), and once
-//! with `BEGIN` pipelined with the query, as `TenantDb` sends it, so the report separates
-//! the round trip saved from the cost of the binding and of this crate's code.
+//! with `BEGIN` pipelined with the query, as `TenantDb` sends it. A third raw variant logs
+//! in as the role `TenantDb` uses and sends exactly the statements it sends, binding
+//! included (`BEGIN; SET LOCAL ROLE ..`, the unqualified query, `COMMIT; CLOSE ALL`), so
+//! the report splits the difference three ways: the round trip saved, the server's cost of
+//! the binding, and this crate's own code.
 //!
 //! Needs the test PostgreSQL server (TENANCY_TEST_POSTGRES_URL, default 127.0.0.1:5432).
 //!
@@ -16,14 +19,16 @@
 //! on the other, idle core costs tens of microseconds of wake-up, and which backend lands
 //! where is chance, so unpinned runs compare placements, not work.
 //!
-//! `TENANCY_BENCH_ONLY=raw|pipelined|tenancy` runs 10,000 transactions of one side per
-//! strategy and no comparison, for a profiler: `strace -c -f`, `perf stat`.
+//! `TENANCY_BENCH_ONLY=raw|pipelined|same|tenancy` runs 10,000 transactions of one side per
+//! strategy and no comparison, for a profiler: `strace -c -f`, `perf stat`, or `perf record
+//! -a` for the server's side. `TENANCY_BENCH_ISOLATION=database|schema|row` runs one
+//! strategy only.
 
 use std::hint::black_box;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tenancy_core::{IsolationMode, TenantContext};
-use tenancy_db::{Migrations, TenantDb, tokio_postgres};
+use tenancy_db::{Migrations, TENANT_SETTING, TenantDb, tokio_postgres};
 use tenancy_test::Service;
 use tenancy_test::bench::{Comparison, pin_to_cpu};
 use tenancy_test::db::{Backend, TestDb};
@@ -35,11 +40,23 @@ fn migrations() -> Migrations {
     tenancy_test::db::records_migrations()
 }
 
-fn raw_pool(database: &str) -> Pool {
+/// The superuser login to `database`.
+fn superuser(database: &str) -> tokio_postgres::Config {
     let mut config: tokio_postgres::Config = Service::Postgres.require().parse().unwrap();
+    config.dbname(database);
     config
-        .dbname(database)
-        .application_name("tenancy-bench-raw");
+}
+
+/// `role`'s login to `database`, with the statement timeout `TenantDb` sets on its
+/// connections (the default), which makes the server arm a timer for every statement.
+fn login_as_tenancy(fixture: &TestDb, role: &str, database: &str) -> tokio_postgres::Config {
+    let mut config = fixture.login(role, database);
+    config.options("-c statement_timeout=30000");
+    config
+}
+
+fn raw_pool(mut config: tokio_postgres::Config) -> Pool {
+    config.application_name("tenancy-bench-raw");
     let manager = Manager::from_config(
         config,
         tokio_postgres::NoTls,
@@ -82,10 +99,39 @@ async fn raw_pipelined_transaction(
     title
 }
 
+/// What `TenantDb` sends for one transaction, written by hand on a raw pool logged in as
+/// the role `TenantDb` uses: `begin` (with the binding) pipelined with the query, then
+/// `end`.
+struct SameStatements {
+    pool: Pool,
+    begin: String,
+    end: &'static str,
+}
+
+impl SameStatements {
+    async fn transaction(&self) -> String {
+        let client = self.pool.get().await.unwrap();
+        let id = 1i64;
+        let (begun, row) = futures::join!(client.batch_execute(&self.begin), async {
+            // Prepared inside the transaction: the application role alone may not see the
+            // table.
+            let statement = client.prepare_cached(TENANT_QUERY).await?;
+            client.query_one(&statement, &[&id]).await
+        });
+        begun.unwrap();
+        let title: String = row.unwrap().get(0);
+        client.batch_execute(self.end).await.unwrap();
+        title
+    }
+}
+
+/// The query of every transaction, as the application writes it.
+const TENANT_QUERY: &str = "SELECT title FROM records WHERE id = $1";
+
 async fn tenant_transaction(db: &TenantDb, ctx: &TenantContext) -> String {
     let mut tx = db.transaction(ctx).await.unwrap();
     let title: String = tx
-        .query_one("SELECT title FROM records WHERE id = $1", &[1i64.into()])
+        .query_one(TENANT_QUERY, &[1i64.into()])
         .await
         .unwrap()
         .get(0)
@@ -164,18 +210,35 @@ fn main() {
     for (isolation, ctx) in &tenants {
         let tenant = ctx.tenant().to_string();
         let name = naming.sql_name(ctx.tenant());
-        let (pool, sql) = match isolation {
+        let shared = naming.platform_sql_name("shared");
+        let app = naming.platform_sql_name("app");
+        let (pool, sql, same) = match isolation {
             IsolationMode::Database => (
-                raw_pool(&name),
-                String::from("SELECT title FROM records WHERE id = $1"),
+                raw_pool(superuser(&name)),
+                String::from(TENANT_QUERY),
+                SameStatements {
+                    pool: raw_pool(login_as_tenancy(&fixture, &name, &name)),
+                    begin: String::from("BEGIN"),
+                    end: "COMMIT",
+                },
             ),
             IsolationMode::Schema => (
-                raw_pool(&naming.platform_sql_name("shared")),
+                raw_pool(superuser(&shared)),
                 format!("SELECT title FROM \"{name}\".records WHERE id = $1"),
+                SameStatements {
+                    pool: raw_pool(login_as_tenancy(&fixture, &app, &shared)),
+                    begin: format!("BEGIN; SET LOCAL ROLE \"{name}\""),
+                    end: "COMMIT; CLOSE ALL",
+                },
             ),
             _ => (
-                raw_pool(&naming.platform_sql_name("shared")),
+                raw_pool(superuser(&shared)),
                 String::from("SELECT title FROM records WHERE tenant_id = $2 AND id = $1"),
+                SameStatements {
+                    pool: raw_pool(login_as_tenancy(&fixture, &app, &shared)),
+                    begin: format!("BEGIN; SET LOCAL {TENANT_SETTING} = '{tenant}'"),
+                    end: "COMMIT; CLOSE ALL",
+                },
             ),
         };
         let id = 1i64;
@@ -187,14 +250,22 @@ fn main() {
             runtime.block_on(raw_transaction(&pool, &sql, &params)),
             tenant
         );
+        assert_eq!(runtime.block_on(same.transaction()), tenant);
         assert_eq!(
             runtime.block_on(tenant_transaction(&fixture.db, ctx)),
             tenant
         );
-        setups.push((isolation, ctx, pool, sql, tenant));
+        setups.push((isolation, ctx, pool, sql, tenant, same));
     }
     runtime.block_on(pin_everything(&fixture));
-    for (isolation, ctx, pool, sql, tenant) in &setups {
+    let only_isolation = std::env::var("TENANCY_BENCH_ISOLATION").ok();
+    for (isolation, ctx, pool, sql, tenant, same) in &setups {
+        if only_isolation
+            .as_ref()
+            .is_some_and(|only| *only != isolation.to_string())
+        {
+            continue;
+        }
         let id = 1i64;
         let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = match isolation {
             IsolationMode::Row => vec![&id, tenant],
@@ -206,6 +277,7 @@ fn main() {
                 let title = match side.as_str() {
                     "raw" => runtime.block_on(raw_transaction(pool, sql, &params)),
                     "pipelined" => runtime.block_on(raw_pipelined_transaction(pool, sql, &params)),
+                    "same" => runtime.block_on(same.transaction()),
                     _ => runtime.block_on(tenant_transaction(&fixture.db, ctx)),
                 };
                 black_box(title);
@@ -224,6 +296,9 @@ fn main() {
             .variant("raw, BEGIN pipelined", || {
                 black_box(runtime.block_on(raw_pipelined_transaction(pool, sql, &params)));
             })
+            .variant("raw, same statements", || {
+                black_box(runtime.block_on(same.transaction()));
+            })
             .variant("TenantDb::transaction", || {
                 black_box(runtime.block_on(tenant_transaction(&fixture.db, ctx)));
             })
@@ -234,11 +309,15 @@ fn main() {
             1.10
         };
         let paired = report.paired_ratio("TenantDb::transaction");
-        let same_trips = paired / report.paired_ratio("raw, BEGIN pipelined");
+        let pipelined = report.paired_ratio("raw, BEGIN pipelined");
+        let same_statements = report.paired_ratio("raw, same statements");
         println!(
-            "  paired ratio {paired:.3} (goal <= {goal:.2}): {}; {same_trips:.3}x raw with the \
-             same round trips\n",
-            if paired <= goal { "met" } else { "NOT MET" }
+            "  paired ratio {paired:.3} (goal <= {goal:.2}): {}\n  \
+             split: round trip saved {pipelined:.3}x, binding on the server {:.3}x, \
+             this crate's code {:.3}x\n",
+            if paired <= goal { "met" } else { "NOT MET" },
+            same_statements / pipelined,
+            paired / same_statements,
         );
     }
     drop(fixture);

@@ -40,8 +40,10 @@ impl Secret {
         Ok(Secret(secret))
     }
 
-    /// The password of `role`.
-    pub(crate) fn password_for(&self, role: &str) -> String {
+    /// The login password of `role`, one of the roles this crate makes (an application
+    /// role, the owner, a database-per-tenant role): derived from the secret, never stored.
+    /// For an operator who needs to log in as one of them, to look at what it can see.
+    pub fn password_for(&self, role: &str) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(self.0.as_bytes())
             .expect("HMAC accepts keys of any length");
         mac.update(b"tenancy-db role password v1\0");

@@ -9,18 +9,18 @@ use common::{add_record, all_titles, records};
 use tenancy_core::IsolationMode;
 use tenancy_db::ErrorKind;
 use tenancy_db::tokio_postgres;
-use tenancy_test::Service;
 use tenancy_test::db::{Backend, TestDb, connect};
 
 const PERMISSION_DENIED: &str = "42501";
 
-/// A connection as `role` to `database`, the way someone holding that role would connect.
+/// A connection as `role` to `database` with the role's own password, the way someone
+/// holding that role's credentials would connect.
 async fn connect_as(
+    fixture: &TestDb,
     role: &str,
     database: &str,
 ) -> Result<tenancy_test::db::SuperuserClient, tokio_postgres::Error> {
-    let mut config: tokio_postgres::Config = Service::Postgres.require().parse().unwrap();
-    config.user(role).dbname(database);
+    let config = fixture.login(role, database);
     // Probe first so that a refusal is returned rather than a panic.
     config.connect(tokio_postgres::NoTls).await.map(drop)?;
     Ok(connect(&config).await)
@@ -36,7 +36,7 @@ async fn a_tenant_role_cannot_connect_to_another_tenants_database() {
     let acme_role = naming.sql_name(acme.tenant());
     let beta_db = naming.sql_name(beta.tenant());
 
-    let own = connect_as(&acme_role, &acme_role)
+    let own = connect_as(&fixture, &acme_role, &acme_role)
         .await
         .expect("its own database");
     drop(own);
@@ -46,7 +46,7 @@ async fn a_tenant_role_cannot_connect_to_another_tenants_database() {
         naming.platform_sql_name("platform"),
         naming.platform_sql_name("template"),
     ] {
-        let Err(refused) = connect_as(&acme_role, &database).await else {
+        let Err(refused) = connect_as(&fixture, &acme_role, &database).await else {
             panic!("{acme_role} connected to {database}");
         };
         let code = refused.as_db_error().map(|e| e.code().code().to_owned());
@@ -135,6 +135,7 @@ async fn row_level_security_refuses_other_tenants_rows_and_unbound_sessions() {
 
     // The application role with no tenant bound sees nothing and writes nothing.
     let app = connect_as(
+        &fixture,
         &naming.platform_sql_name("app"),
         &naming.platform_sql_name("shared"),
     )

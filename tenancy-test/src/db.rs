@@ -215,6 +215,22 @@ impl TestDb {
         TenantContext::new(id, actor)
     }
 
+    /// A login to `database` of the test server as `role`, one of the roles the fixture's
+    /// deployment made (PostgreSQL fixtures only): to send statements by hand as the
+    /// application or a tenant would.
+    pub fn login(&self, role: &str, database: &str) -> tokio_postgres::Config {
+        let mut config: tokio_postgres::Config = Service::Postgres
+            .url()
+            .parse()
+            .expect("a valid PostgreSQL URL");
+        let secret = Secret::new(TEST_SECRET).expect("a long enough secret");
+        config
+            .user(role)
+            .password(secret.password_for(role))
+            .dbname(database);
+        config
+    }
+
     /// A superuser connection to `database` of the test server (PostgreSQL fixtures only),
     /// for checks from outside the library.
     pub async fn superuser(&self, database: &str) -> SuperuserClient {
