@@ -210,10 +210,10 @@ impl PgTransaction {
         Ok(connection)
     }
 
-    /// Ends the transaction with `verb` and returns the connection to its pool; on any
+    /// Ends the transaction with `end` and returns the connection to its pool; on any
     /// failure, or when the session may hold state this crate did not set, the connection
     /// is discarded.
-    async fn finish(&mut self, verb: &str) -> Result<(), Error> {
+    async fn finish(&mut self, end: End) -> Result<(), Error> {
         if !self.begun.load(Ordering::Relaxed) {
             // Nothing was sent: the connection is as it was lent.
             self.connection.take();
@@ -221,14 +221,7 @@ impl PgTransaction {
         }
         // A failed statement aborted the transaction: end it, whatever was asked.
         self.failed.store(false, Ordering::Relaxed);
-        // A cursor declared WITH HOLD outlives the transaction and would hand this
-        // tenant's rows to the next borrower of a shared connection: close them all.
-        let sql = if self.shared {
-            format!("{verb}; CLOSE ALL")
-        } else {
-            verb.to_owned()
-        };
-        let result = self.connection()?.batch_execute(&sql).await;
+        let result = self.connection()?.batch_execute(end.sql(self.shared)).await;
         let connection = self.connection.take();
         match result {
             Ok(()) => {
@@ -244,21 +237,21 @@ impl PgTransaction {
                 if let Some(connection) = connection {
                     connection.discard();
                 }
-                Err(Error::postgres(&format!("{verb} failed"), error))
+                Err(Error::postgres(end.failed(), error))
             }
         }
     }
 
     pub(crate) async fn commit(mut self) -> Result<(), Error> {
         if self.failed.load(Ordering::Relaxed) {
-            self.finish("ROLLBACK").await?;
+            self.finish(End::Rollback).await?;
             return Err(failed_earlier());
         }
-        self.finish("COMMIT").await
+        self.finish(End::Commit).await
     }
 
     pub(crate) async fn rollback(mut self) -> Result<(), Error> {
-        self.finish("ROLLBACK").await
+        self.finish(End::Rollback).await
     }
 }
 
@@ -270,6 +263,34 @@ impl Drop for PgTransaction {
             && self.begun.load(Ordering::Relaxed)
         {
             connection.discard();
+        }
+    }
+}
+
+/// How a transaction ends.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Commit,
+    Rollback,
+}
+
+impl End {
+    /// The statements that end the transaction. On a connection other tenants use next,
+    /// they also close every cursor: one declared `WITH HOLD` outlives its transaction and
+    /// would hand this tenant's rows to the next borrower.
+    fn sql(self, shared: bool) -> &'static str {
+        match (self, shared) {
+            (End::Commit, false) => "COMMIT",
+            (End::Commit, true) => "COMMIT; CLOSE ALL",
+            (End::Rollback, false) => "ROLLBACK",
+            (End::Rollback, true) => "ROLLBACK; CLOSE ALL",
+        }
+    }
+
+    fn failed(self) -> &'static str {
+        match self {
+            End::Commit => "COMMIT failed",
+            End::Rollback => "ROLLBACK failed",
         }
     }
 }

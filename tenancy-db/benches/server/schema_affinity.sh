@@ -1,0 +1,117 @@
+#!/bin/bash
+# How much of schema-per-tenant's cost at density is each session serving many schemas,
+# and what pinning tenants to sessions would win back. PostgreSQL alone, no tenancy code:
+# pgbench as a superuser in a scratch database of 10,000 schemas (one `records` table of
+# one row each) and one plain table, 64 clients, tenants Zipf(1.1), the tenant bound by
+# `set_config('search_path', ..)` inside the transaction. Every side prepares its
+# statements once per session (explicit PREPARE/EXECUTE):
+#
+#   plain         the plain table, no tenancy
+#   any           any session serves any of the 10,000 schemas (what a shared pool does)
+#   affine        each session serves its own 1/64 of the schemas (156), Zipf within them
+#   affine+plans  as affine, with a prepared statement per schema, so PostgreSQL never
+#                 re-plans for a changed search path
+#   affine+plans+role  as affine+plans, binding the tenant as tenancy-db does: each schema
+#                 has a role of the same name, and `set_config('role', ..)` (`SET LOCAL
+#                 ROLE`) finds the schema through the default search path `"$user", public`
+#
+#   tenancy-db/benches/server/schema_affinity.sh [seconds per side] [sides]
+#
+# Each side pays its session's preparing inside its time, so use long sides (default 60 s).
+# Makes and drops the database `tenancy_schema_affinity`.
+set -euo pipefail
+SECONDS_PER_SIDE=${1:-60}
+SIDES=${2:-any affine affine+plans affine+plans+role}
+HOST=${PGHOST:-127.0.0.1}
+DB=tenancy_schema_affinity
+CLIENTS=64
+PER_CLIENT=$((10000 / CLIENTS))
+export PGOPTIONS='-c client_min_messages=warning'
+psql=(psql -h "$HOST" -U postgres -q -v ON_ERROR_STOP=1)
+dir=$(mktemp -d)
+drop_roles() {
+    for thousand in $(seq 0 9); do
+        "${psql[@]}" -c "DO \$\$ BEGIN
+            FOR i IN ${thousand}000..${thousand}999 LOOP
+                EXECUTE format('DROP ROLE IF EXISTS s%s', lpad(i::text, 5, '0'));
+            END LOOP; END \$\$;" >/dev/null
+    done
+}
+cleanup() {
+    rm -rf "$dir"
+    "${psql[@]}" -c "DROP DATABASE IF EXISTS $DB" >/dev/null
+    drop_roles
+}
+trap cleanup EXIT
+"${psql[@]}" -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+drop_roles
+"${psql[@]}" -d "$DB" -c "CREATE TABLE records (id int PRIMARY KEY, title text);
+    INSERT INTO records SELECT g, 'title ' || g FROM generate_series(1, 10000) g;"
+echo "making 10,000 schemas..."
+for thousand in $(seq 0 9); do
+    # In batches: one transaction cannot hold locks on 10,000 new tables.
+    "${psql[@]}" -d "$DB" -c "DO \$\$ BEGIN
+        FOR i IN ${thousand}000..${thousand}999 LOOP
+            EXECUTE format('CREATE ROLE s%1\$s; CREATE SCHEMA s%1\$s AUTHORIZATION s%1\$s;
+                CREATE TABLE s%1\$s.records (id int PRIMARY KEY, title text);
+                INSERT INTO s%1\$s.records VALUES (1, ''t'');
+                ALTER TABLE s%1\$s.records OWNER TO s%1\$s', lpad(i::text, 5, '0'));
+        END LOOP; END \$\$;"
+done
+
+cat >"$dir/plain.sql" <<'SQL'
+\if :prepared = 0
+PREPARE q AS SELECT title FROM records WHERE id = $1;
+\set prepared 1
+\endif
+\set r random_zipfian(0, 9999, 1.1)
+BEGIN;
+SELECT set_config('search_path', 'public', true);
+EXECUTE q(:r + 1);
+COMMIT;
+SQL
+# The tenant's schema name is made by the server, as the plain side's filter value is.
+bind='SELECT set_config('"'"'search_path'"'"', '"'"'s'"'"' || lpad(:r::text, 5, '"'"'0'"'"'), true);'
+{
+    printf '\\if :prepared = 0\nPREPARE q AS SELECT title FROM records WHERE id = 1;\n\\set prepared 1\n\\endif\n'
+    printf '\\set r random_zipfian(0, 9999, 1.1)\nBEGIN;\n%s\nEXECUTE q;\nCOMMIT;\n' "$bind"
+} >"$dir/any.sql"
+{
+    printf '\\if :prepared = 0\nPREPARE q AS SELECT title FROM records WHERE id = 1;\n\\set prepared 1\n\\endif\n'
+    printf '\\set r random_zipfian(0, %d, 1.1) * %d + :client_id\n' $((PER_CLIENT - 1)) "$CLIENTS"
+    printf 'BEGIN;\n%s\nEXECUTE q;\nCOMMIT;\n' "$bind"
+} >"$dir/affine.sql"
+{
+    # A statement per schema, each prepared with its schema on the (session's) search path.
+    printf '\\if :prepared = 0\n'
+    for k in $(seq 0 $((PER_CLIENT - 1))); do
+        printf '\\set r %d * %d + :client_id\n%s\nPREPARE q:r AS SELECT title FROM records WHERE id = 1;\n' \
+            "$k" "$CLIENTS" "${bind/true/false}"
+    done
+    printf 'RESET search_path;\n\\set prepared 1\n\\endif\n'
+    printf '\\set r random_zipfian(0, %d, 1.1) * %d + :client_id\n' $((PER_CLIENT - 1)) "$CLIENTS"
+    printf 'BEGIN;\n%s\nEXECUTE q:r;\nCOMMIT;\n' "$bind"
+} >"$dir/affine+plans.sql"
+
+as_role='SELECT set_config('"'"'role'"'"', '"'"'s'"'"' || lpad(:r::text, 5, '"'"'0'"'"'), true);'
+{
+    printf '\\if :prepared = 0\n'
+    for k in $(seq 0 $((PER_CLIENT - 1))); do
+        printf '\\set r %d * %d + :client_id\n%s\nPREPARE q:r AS SELECT title FROM records WHERE id = 1;\n' \
+            "$k" "$CLIENTS" "${as_role/true/false}"
+    done
+    printf 'RESET ROLE;\n\\set prepared 1\n\\endif\n'
+    printf '\\set r random_zipfian(0, %d, 1.1) * %d + :client_id\n' $((PER_CLIENT - 1)) "$CLIENTS"
+    printf 'BEGIN;\n%s\nEXECUTE q:r;\nCOMMIT;\n' "$as_role"
+} >"$dir/affine+plans+role.sql"
+
+run() {
+    pgbench -h "$HOST" -U postgres -n -D prepared=0 -c "$CLIENTS" -j 2 -T "$SECONDS_PER_SIDE" \
+        -f "$dir/$1.sql" "$DB" 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p'
+}
+plain=$(run plain)
+echo "plain          $plain tps"
+for side in $SIDES; do
+    tps=$(run "$side")
+    printf '%-14s %s tps, %s of plain\n' "$side" "$tps" "$(echo "scale=2; $tps / $plain" | bc)"
+done
