@@ -14,6 +14,10 @@
 #   affine+plans+role  as affine+plans, binding the tenant as tenancy-db does: each schema
 #                 has a role of the same name, and `set_config('role', ..)` (`SET LOCAL
 #                 ROLE`) finds the schema through the default search path `"$user", public`
+#   any+role      any session serves any schema, bound as tenancy-db does (its design today)
+#   any+plans+role  as any+role, with a prepared statement per schema for the 256 most
+#                 frequent schemas in every session (71% of the traffic), one shared
+#                 statement for the rest: a bounded statement cache per tenant, no affinity
 #
 #   tenancy-db/benches/server/schema_affinity.sh [seconds per side] [sides]
 #
@@ -21,7 +25,7 @@
 # Makes and drops the database `tenancy_schema_affinity`.
 set -euo pipefail
 SECONDS_PER_SIDE=${1:-60}
-SIDES=${2:-any affine affine+plans affine+plans+role}
+SIDES=${2:-any affine affine+plans affine+plans+role any+role any+plans+role}
 HOST=${PGHOST:-127.0.0.1}
 DB=tenancy_schema_affinity
 CLIENTS=64
@@ -104,6 +108,22 @@ as_role='SELECT set_config('"'"'role'"'"', '"'"'s'"'"' || lpad(:r::text, 5, '"'"
     printf '\\set r random_zipfian(0, %d, 1.1) * %d + :client_id\n' $((PER_CLIENT - 1)) "$CLIENTS"
     printf 'BEGIN;\n%s\nEXECUTE q:r;\nCOMMIT;\n' "$as_role"
 } >"$dir/affine+plans+role.sql"
+
+{
+    printf '\\if :prepared = 0\nPREPARE q AS SELECT title FROM records WHERE id = 1;\n\\set prepared 1\n\\endif\n'
+    printf '\\set r random_zipfian(0, 9999, 1.1)\nBEGIN;\n%s\nEXECUTE q;\nCOMMIT;\n' "$as_role"
+} >"$dir/any+role.sql"
+{
+    printf '\\if :prepared = 0\n'
+    for k in $(seq 0 255); do
+        printf '\\set r %d\n%s\nPREPARE q:r AS SELECT title FROM records WHERE id = 1;\n' \
+            "$k" "${as_role/true/false}"
+    done
+    printf 'RESET ROLE;\nPREPARE q AS SELECT title FROM records WHERE id = 1;\n'
+    printf '\\set prepared 1\n\\endif\n'
+    printf '\\set r random_zipfian(0, 9999, 1.1)\nBEGIN;\n%s\n' "$as_role"
+    printf '\\if :r < 256\nEXECUTE q:r;\n\\else\nEXECUTE q;\n\\endif\nCOMMIT;\n'
+} >"$dir/any+plans+role.sql"
 
 run() {
     pgbench -h "$HOST" -U postgres -n -D prepared=0 -c "$CLIENTS" -j 2 -T "$SECONDS_PER_SIDE" \
