@@ -219,11 +219,15 @@ impl TestDb {
     /// deployment made (PostgreSQL fixtures only): to send statements by hand as the
     /// application or a tenant would.
     pub fn login(&self, role: &str, database: &str) -> tokio_postgres::Config {
+        let secret = self
+            .config
+            .credentials
+            .as_ref()
+            .expect("SQLite fixtures have no logins");
         let mut config: tokio_postgres::Config = Service::Postgres
             .url()
             .parse()
             .expect("a valid PostgreSQL URL");
-        let secret = Secret::new(TEST_SECRET).expect("a long enough secret");
         config
             .user(role)
             .password(secret.password_for(role))
