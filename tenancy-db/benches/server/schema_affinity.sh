@@ -76,44 +76,42 @@ COMMIT;
 SQL
 # The tenant's schema name is made by the server, as the plain side's filter value is.
 bind='SELECT set_config('"'"'search_path'"'"', '"'"'s'"'"' || lpad(:r::text, 5, '"'"'0'"'"'), true);'
-{
-    printf '\\if :prepared = 0\nPREPARE q AS SELECT title FROM records WHERE id = 1;\n\\set prepared 1\n\\endif\n'
-    printf '\\set r random_zipfian(0, 9999, 1.1)\nBEGIN;\n%s\nEXECUTE q;\nCOMMIT;\n' "$bind"
-} >"$dir/any.sql"
-{
-    printf '\\if :prepared = 0\nPREPARE q AS SELECT title FROM records WHERE id = 1;\n\\set prepared 1\n\\endif\n'
-    printf '\\set r random_zipfian(0, %d, 1.1) * %d + :client_id\n' $((PER_CLIENT - 1)) "$CLIENTS"
-    printf 'BEGIN;\n%s\nEXECUTE q;\nCOMMIT;\n' "$bind"
-} >"$dir/affine.sql"
-{
-    # A statement per schema, each prepared with its schema on the (session's) search path.
-    printf '\\if :prepared = 0\n'
-    for k in $(seq 0 $((PER_CLIENT - 1))); do
-        printf '\\set r %d * %d + :client_id\n%s\nPREPARE q:r AS SELECT title FROM records WHERE id = 1;\n' \
-            "$k" "$CLIENTS" "${bind/true/false}"
-    done
-    printf 'RESET search_path;\n\\set prepared 1\n\\endif\n'
-    printf '\\set r random_zipfian(0, %d, 1.1) * %d + :client_id\n' $((PER_CLIENT - 1)) "$CLIENTS"
-    printf 'BEGIN;\n%s\nEXECUTE q:r;\nCOMMIT;\n' "$bind"
-} >"$dir/affine+plans.sql"
-
 as_role='SELECT set_config('"'"'role'"'"', '"'"'s'"'"' || lpad(:r::text, 5, '"'"'0'"'"'), true);'
-{
+any_tenant='\set r random_zipfian(0, 9999, 1.1)'
+affine_tenant="\\set r random_zipfian(0, $((PER_CLIENT - 1)), 1.1) * $CLIENTS + :client_id"
+
+# A session's first transaction prepares one statement, `q`, shared by every tenant.
+one_statement() {
+    printf '\\if :prepared = 0\nPREPARE q AS SELECT title FROM records WHERE id = 1;\n\\set prepared 1\n\\endif\n'
+}
+# A session's first transaction prepares `q<tenant>` for each of its tenants, with the
+# binding $1 made for the session (not the transaction) while it is prepared; $2 undoes it.
+statement_per_affine_tenant() {
     printf '\\if :prepared = 0\n'
     for k in $(seq 0 $((PER_CLIENT - 1))); do
         printf '\\set r %d * %d + :client_id\n%s\nPREPARE q:r AS SELECT title FROM records WHERE id = 1;\n' \
-            "$k" "$CLIENTS" "${as_role/true/false}"
+            "$k" "$CLIENTS" "${1/true/false}"
     done
-    printf 'RESET ROLE;\n\\set prepared 1\n\\endif\n'
-    printf '\\set r random_zipfian(0, %d, 1.1) * %d + :client_id\n' $((PER_CLIENT - 1)) "$CLIENTS"
-    printf 'BEGIN;\n%s\nEXECUTE q:r;\nCOMMIT;\n' "$as_role"
-} >"$dir/affine+plans+role.sql"
+    printf '%s\n\\set prepared 1\n\\endif\n' "$2"
+}
+# The tenant chosen by $1, bound by $2, then the statement $3.
+transaction() {
+    printf '%s\nBEGIN;\n%s\nEXECUTE %s;\nCOMMIT;\n' "$1" "$2" "$3"
+}
 
+{ one_statement; transaction "$any_tenant" "$bind" q; } >"$dir/any.sql"
+{ one_statement; transaction "$affine_tenant" "$bind" q; } >"$dir/affine.sql"
 {
-    printf '\\if :prepared = 0\nPREPARE q AS SELECT title FROM records WHERE id = 1;\n\\set prepared 1\n\\endif\n'
-    printf '\\set r random_zipfian(0, 9999, 1.1)\nBEGIN;\n%s\nEXECUTE q;\nCOMMIT;\n' "$as_role"
-} >"$dir/any+role.sql"
+    statement_per_affine_tenant "$bind" 'RESET search_path;'
+    transaction "$affine_tenant" "$bind" 'q:r'
+} >"$dir/affine+plans.sql"
 {
+    statement_per_affine_tenant "$as_role" 'RESET ROLE;'
+    transaction "$affine_tenant" "$as_role" 'q:r'
+} >"$dir/affine+plans+role.sql"
+{ one_statement; transaction "$any_tenant" "$as_role" q; } >"$dir/any+role.sql"
+{
+    # Statements of their own for the 256 most frequent tenants, `q` for the rest.
     printf '\\if :prepared = 0\n'
     for k in $(seq 0 255); do
         printf '\\set r %d\n%s\nPREPARE q:r AS SELECT title FROM records WHERE id = 1;\n' \
@@ -121,7 +119,7 @@ as_role='SELECT set_config('"'"'role'"'"', '"'"'s'"'"' || lpad(:r::text, 5, '"'"
     done
     printf 'RESET ROLE;\nPREPARE q AS SELECT title FROM records WHERE id = 1;\n'
     printf '\\set prepared 1\n\\endif\n'
-    printf '\\set r random_zipfian(0, 9999, 1.1)\nBEGIN;\n%s\n' "$as_role"
+    printf '%s\nBEGIN;\n%s\n' "$any_tenant" "$as_role"
     printf '\\if :r < 256\nEXECUTE q:r;\n\\else\nEXECUTE q;\n\\endif\nCOMMIT;\n'
 } >"$dir/any+plans+role.sql"
 
