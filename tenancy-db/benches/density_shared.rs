@@ -73,7 +73,7 @@ async fn ensure_row_tenants(db: &TenantDb, count: usize) {
     let platform = db.platform();
     let server: tenancy_core::ServerName = DbConfig::MAIN.parse().unwrap();
     if platform
-        .tenants()
+        .tenants(&operator())
         .await
         .unwrap()
         .iter()

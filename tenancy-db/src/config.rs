@@ -9,6 +9,7 @@ use tenancy_pool::PoolsConfig;
 
 use crate::credentials::Secret;
 use crate::error::{Error, ErrorKind};
+use crate::postgres::address::describe;
 
 /// The most application roles schema tenants can be spread over: more would leave each a
 /// handful of tenants, and a pool each.
@@ -54,6 +55,12 @@ pub struct DbConfig {
     /// rest of the budget then never makes a lookup wait, and a lookup never closes a
     /// tenant's connection to make room. 0 shares the whole budget.
     pub catalog_connections: usize,
+    /// Whether a tenant's SQL may be hostile: tenants submit their own SQL, or an injection
+    /// in one tenant's request is part of the threat model. Then
+    /// [`Platform::check_isolation`](crate::Platform::check_isolation) also reports what
+    /// only stops mistakes: schema-per-tenant placement (the application role can `SET
+    /// ROLE` to any tenant) and a row-level binding that is not sealed. Default `false`.
+    pub assume_hostile_sql: bool,
 }
 
 /// One server tenants can be placed on.
@@ -103,16 +110,39 @@ pub struct PostgresServer {
     /// effect at the next [`Platform::prepare`](crate::Platform::prepare), which moves
     /// every schema tenant's membership to its new role.
     pub schema_role_shards: u16,
+    /// The longest a transaction of a tenant may sit idle, waiting for the application,
+    /// before the server ends it and releases its locks (`idle_in_transaction_session_timeout`);
+    /// `None` for no limit. Default 60 s.
+    pub idle_in_transaction_timeout: Option<Duration>,
+    /// Seal the row-level binding: the policy accepts the bound tenant only with a proof
+    /// (HMAC of the tenant and the connection's server process under a key the application
+    /// role cannot read), so SQL that rebinds the tenant (`set_config('app.tenant_id', ..)`)
+    /// sees nothing. Costs one verification per statement on the server: see the crate's
+    /// `BENCHMARKS.md`. Takes effect at the next [`Platform::prepare`](crate::Platform::prepare).
+    pub sealed_row_binding: bool,
+    /// The most connections one schema or row-level tenant may hold of a shared database's
+    /// pool at once, so that one tenant's slow requests leave the others theirs; `None` for
+    /// half the pool's cap (`max_connections_per_pool`), rounded up.
+    pub max_connections_per_shared_tenant: Option<usize>,
 }
 
 impl fmt::Debug for PostgresServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresServer")
             .field("name", &self.name)
-            .field("admin_url", &redact_url(&self.admin_url))
+            .field("admin_url", &describe(&self.admin_url))
             .field("pool", &self.pool)
             .field("statement_timeout", &self.statement_timeout)
             .field("schema_role_shards", &self.schema_role_shards)
+            .field(
+                "idle_in_transaction_timeout",
+                &self.idle_in_transaction_timeout,
+            )
+            .field("sealed_row_binding", &self.sealed_row_binding)
+            .field(
+                "max_connections_per_shared_tenant",
+                &self.max_connections_per_shared_tenant,
+            )
             .finish()
     }
 }
@@ -128,21 +158,6 @@ pub struct SqliteServer {
     pub data_dir: PathBuf,
     /// The open-file budget of this server.
     pub pool: PoolsConfig,
-}
-
-/// A URL with its password replaced, for messages and `Debug`.
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return String::from("<unparsable url>");
-    };
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:<redacted>@{host}/{path}")
-        }
-        None => url.to_owned(),
-    }
 }
 
 impl DbConfig {
@@ -178,6 +193,9 @@ impl DbConfig {
                 pool: PoolsConfig::default(),
                 statement_timeout: Some(Duration::from_secs(30)),
                 schema_role_shards: 1,
+                idle_in_transaction_timeout: Some(Duration::from_secs(60)),
+                sealed_row_binding: false,
+                max_connections_per_shared_tenant: None,
             })],
             Some(credentials),
         )
@@ -196,6 +214,7 @@ impl DbConfig {
             catalog_cache_ttl: Duration::from_secs(5),
             migration_parallelism: 8,
             catalog_connections: 2,
+            assume_hostile_sql: false,
         }
     }
 
@@ -227,6 +246,17 @@ impl DbConfig {
         for server in &mut self.servers {
             if let ServerConfig::Postgres(server) = server {
                 server.schema_role_shards = shards;
+            }
+        }
+        self
+    }
+
+    /// Seals (or unseals) the row-level binding of every PostgreSQL server (see
+    /// [`PostgresServer::sealed_row_binding`]).
+    pub fn sealed_row_binding(mut self, sealed: bool) -> Self {
+        for server in &mut self.servers {
+            if let ServerConfig::Postgres(server) = server {
+                server.sealed_row_binding = sealed;
             }
         }
         self
@@ -315,23 +345,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_are_redacted() {
-        assert_eq!(
-            redact_url("postgres://admin:s3cret@db:5432/postgres"),
-            "postgres://admin:<redacted>@db:5432/postgres"
-        );
-        assert_eq!(
-            redact_url("postgres://admin@db/postgres"),
-            "postgres://admin:<redacted>@db/postgres"
-        );
-        let server = PostgresServer {
-            name: ServerName::new("main").unwrap(),
-            admin_url: String::from("postgres://admin:s3cret@db/postgres"),
-            pool: PoolsConfig::default(),
-            statement_timeout: None,
-            schema_role_shards: 1,
-        };
-        assert!(!format!("{server:?}").contains("s3cret"));
+    fn debug_never_shows_the_admin_password() {
+        for url in [
+            "postgres://admin:s3cr%2Fet@db/postgres",
+            "postgres://admin:s3cr/et@db/postgres",
+            "postgres://admin@db/postgres?password=s3cr/et",
+            "host=db user=admin password=s3cr/et",
+        ] {
+            let config = DbConfig::postgres(url, Secret::new("x".repeat(32)).unwrap());
+            let shown = format!("{config:?}");
+            assert!(!shown.contains("s3cr"), "{shown}");
+            assert!(shown.contains("admin@db"), "{shown}");
+        }
     }
 
     #[test]

@@ -51,6 +51,14 @@ impl Secret {
         hex(&mac.finalize().into_bytes())
     }
 
+    /// The key that seals row-level bindings (see [`BindingKey`]).
+    pub(crate) fn binding_key(&self) -> BindingKey {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.0.as_bytes())
+            .expect("HMAC accepts keys of any length");
+        mac.update(b"tenancy-db row binding key v1\0");
+        BindingKey(mac.finalize().into_bytes().into())
+    }
+
     /// The SCRAM-SHA-256 verifier of `role`'s password, for `CREATE ROLE ... PASSWORD`.
     pub(crate) fn scram_verifier_for(&self, role: &str) -> String {
         postgres_protocol::password::scram_sha_256(self.password_for(role).as_bytes())
@@ -68,6 +76,45 @@ impl TryFrom<String> for Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The key of the sealed row-level binding, derived from the deployment secret.
+///
+/// A row-level transaction binds its tenant as `tenant:proof`, where the proof is
+/// HMAC-SHA-256 under this key of `pid:tenant`, `pid` being the server process of the
+/// connection. The platform keeps the key in a table only the owner role can read, and the
+/// policy's function (owned by the owner, `SECURITY DEFINER`) recomputes the proof: the
+/// application role can neither read the key nor compute a proof, and a proof seen on one
+/// connection is refused on every other.
+#[derive(Clone)]
+pub(crate) struct BindingKey([u8; 32]);
+
+impl BindingKey {
+    /// The value of the tenant setting for `tenant` on the connection served by `pid`.
+    pub(crate) fn bound_value(&self, pid: i32, tenant: &tenancy_core::TenantId) -> String {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts keys of any length");
+        mac.update(format!("{pid}:{tenant}").as_bytes());
+        format!("{tenant}:{}", hex(&mac.finalize().into_bytes()))
+    }
+
+    /// The key XORed with HMAC's inner and outer pads, as the server's function uses them:
+    /// `sha256(opad_key || sha256(ipad_key || message))` is HMAC-SHA-256.
+    pub(crate) fn pads(&self) -> ([u8; 64], [u8; 64]) {
+        let mut inner = [0x36u8; 64];
+        let mut outer = [0x5cu8; 64];
+        for (index, byte) in self.0.iter().enumerate() {
+            inner[index] ^= byte;
+            outer[index] ^= byte;
+        }
+        (inner, outer)
+    }
+}
+
+impl fmt::Debug for BindingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BindingKey(<redacted>)")
     }
 }
 
@@ -89,6 +136,28 @@ mod tests {
     #[test]
     fn short_secrets_are_refused() {
         assert_eq!(Secret::new("short").unwrap_err().kind(), ErrorKind::Config);
+    }
+
+    /// The server recomputes the proof from the pads with two SHA-256 calls: that must be
+    /// the HMAC the client sends.
+    #[test]
+    fn binding_pads_compute_the_same_hmac() {
+        use sha2::Digest;
+        let key = Secret::new("k".repeat(32)).unwrap().binding_key();
+        let tenant: tenancy_core::TenantId = "acme".parse().unwrap();
+        let bound = key.bound_value(4242, &tenant);
+        let (inner, outer) = key.pads();
+        let inner_hash = Sha256::new()
+            .chain_update(inner)
+            .chain_update(b"4242:acme")
+            .finalize();
+        let outer_hash = Sha256::new()
+            .chain_update(outer)
+            .chain_update(inner_hash)
+            .finalize();
+        assert_eq!(bound, format!("acme:{}", hex(&outer_hash)));
+        assert_ne!(bound, key.bound_value(4243, &tenant));
+        assert!(!format!("{key:?}").contains('k'));
     }
 
     #[test]

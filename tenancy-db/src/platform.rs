@@ -174,12 +174,16 @@ impl Platform {
     }
 
     /// Every tenant in the catalog, in id order.
-    pub async fn tenants(&self) -> Result<Vec<Tenant>, Error> {
+    pub async fn tenants(&self, _op: &PlatformContext) -> Result<Vec<Tenant>, Error> {
         self.db.inner().catalog.store().list().await
     }
 
     /// The newest `limit` entries of the platform log, newest first.
-    pub async fn events(&self, limit: u32) -> Result<Vec<PlatformEvent>, Error> {
+    pub async fn events(
+        &self,
+        _op: &PlatformContext,
+        limit: u32,
+    ) -> Result<Vec<PlatformEvent>, Error> {
         self.db.inner().catalog.store().events(limit).await
     }
 
@@ -288,22 +292,62 @@ impl Platform {
         Ok(result)
     }
 
-    /// Checks row-level isolation on every PostgreSQL server: every shared table with a
-    /// `tenant_id` has `ENABLE` and `FORCE ROW LEVEL SECURITY` and a policy on the tenant
-    /// setting, its unique keys and foreign keys include `tenant_id`, and the application
-    /// role is neither superuser, owner, `BYPASSRLS`, able to `TRUNCATE`, nor able to make
-    /// temporary tables. Fails with [`ErrorKind::Isolation`] listing what it found.
-    pub async fn check_isolation(&self) -> Result<Vec<(ServerName, IsolationReport)>, Error> {
+    /// Checks isolation on every PostgreSQL server's shared database, as its application
+    /// roles see it, and logs the result:
+    ///
+    /// - every table with a `tenant_id` has `ENABLE` and `FORCE ROW LEVEL SECURITY`, and
+    ///   every permissive policy compares `tenant_id` with the bound tenant (read from the
+    ///   policy's stored expression, not its text); unique and foreign keys include
+    ///   `tenant_id`;
+    /// - the application roles are neither superuser, owner, `BYPASSRLS`, able to
+    ///   `TRUNCATE`, nor able to make temporary tables or take session-level advisory
+    ///   locks, and carry no role settings `prepare` did not set;
+    /// - no view runs with its owner's privileges, no materialized view reads a fenced
+    ///   table (or another schema, or a function), and the application roles can call no
+    ///   `SECURITY DEFINER` function but the binding's own, which is as `prepare` made it;
+    /// - with [`DbConfig::assume_hostile_sql`](crate::DbConfig::assume_hostile_sql): the
+    ///   row-level binding is sealed, and no schema tenant shares the server (its SQL could
+    ///   `SET ROLE` to another).
+    ///
+    /// Fails with [`ErrorKind::Isolation`] listing what it found.
+    pub async fn check_isolation(
+        &self,
+        op: &PlatformContext,
+    ) -> Result<Vec<(ServerName, IsolationReport)>, Error> {
         let inner = self.db.inner();
+        let tenants = inner.catalog.store().list().await?;
         let mut reports = Vec::new();
+        let mut failures = Vec::new();
         for (name, server) in &inner.servers {
             if let Server::Postgres(pg) = server {
-                let report = rls::check(pg).await?.into_result().map_err(|error| {
-                    Error::new(ErrorKind::Isolation, format!("server `{name}`: {error}"))
-                })?;
+                let declared = rls::Declared {
+                    hostile_sql: inner.config.assume_hostile_sql,
+                    schema_tenants: tenants.iter().any(|tenant| {
+                        &tenant.placement.server == name
+                            && tenant.placement.isolation == IsolationMode::Schema
+                    }),
+                };
+                let report = rls::check(pg, declared).await?;
+                if !report.is_clean() {
+                    failures.push(format!("server `{name}`: {report}"));
+                }
                 reports.push((name.clone(), report));
             }
         }
-        Ok(reports)
+        let summary = if failures.is_empty() {
+            format!("{} servers checked, isolation holds", reports.len())
+        } else {
+            failures.join("; ")
+        };
+        inner
+            .catalog
+            .store()
+            .log(op, "platform.check_isolation", None, &summary)
+            .await?;
+        if failures.is_empty() {
+            Ok(reports)
+        } else {
+            Err(Error::new(ErrorKind::Isolation, failures.join("\n")))
+        }
     }
 }

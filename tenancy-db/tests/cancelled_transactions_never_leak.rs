@@ -111,7 +111,8 @@ async fn randomly_cancelled_transactions_leave_connections_clean() {
         let row = tx
             .query_one(
                 "SELECT current_user::text AS who, current_schema()::text AS schema, \
-                 coalesce(current_setting('app.tenant_id', true), '') AS tenant, \
+                 coalesce(split_part(current_setting('app.tenant_id', true), ':', 1), '') \
+                 AS tenant, \
                  pg_current_xact_id_if_assigned()::text AS xid",
                 &[],
             )

@@ -22,7 +22,7 @@ async fn another_handle_reads_the_catalog_and_sees_suspensions_within_the_ttl() 
         add_record(&fixture.db, &acme, 1, "Acme").await;
 
         let other_node = fixture.reopen(records());
-        let listed = other_node.platform().tenants().await.unwrap();
+        let listed = other_node.platform().tenants(&operator()).await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(&listed[0].id, acme.tenant());
         assert_eq!(listed[0].placement.isolation, IsolationMode::Database);

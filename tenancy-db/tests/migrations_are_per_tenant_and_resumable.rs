@@ -176,7 +176,7 @@ async fn postgres_tenants_migrate_resume_and_refuse_edits() {
     }
     assert_eq!(report.failures().count(), report.outcomes.len());
 
-    let events = fixture.db.platform().events(50).await.unwrap();
+    let events = fixture.db.platform().events(&operator(), 50).await.unwrap();
     assert!(
         events.iter().filter(|e| e.action == "migrate").count() >= 4,
         "{events:#?}"

@@ -16,7 +16,7 @@ async fn the_check_passes_when_fenced_and_names_each_gap() {
     let reports = fixture
         .db
         .platform()
-        .check_isolation()
+        .check_isolation(&tenancy_test::operator())
         .await
         .expect("a clean schema");
     let (_, report) = &reports[0];
@@ -51,7 +51,12 @@ async fn the_check_passes_when_fenced_and_names_each_gap() {
         .await
         .unwrap();
 
-    let err = fixture.db.platform().check_isolation().await.unwrap_err();
+    let err = fixture
+        .db
+        .platform()
+        .check_isolation(&tenancy_test::operator())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Isolation);
     let message = err.to_string();
     for expected in [
@@ -59,7 +64,7 @@ async fn the_check_passes_when_fenced_and_names_each_gap() {
         "table notes does not FORCE ROW LEVEL SECURITY",
         "table notes has no policy",
         "table half does not FORCE ROW LEVEL SECURITY",
-        "policy everyone on half lets rows through without comparing them to app.tenant_id",
+        "policy everyone on half lets rows through without comparing tenant_id with the bound tenant",
         "unique index codes_code_key on codes does not include tenant_id",
         "may TRUNCATE records",
         "has BYPASSRLS",
@@ -81,7 +86,12 @@ async fn the_check_passes_when_fenced_and_names_each_gap() {
         ))
         .await
         .unwrap();
-    let reports = fixture.db.platform().check_isolation().await.unwrap();
+    let reports = fixture
+        .db
+        .platform()
+        .check_isolation(&tenancy_test::operator())
+        .await
+        .unwrap();
     assert_eq!(reports[0].1.shared_tables, ["countries"]);
 }
 
@@ -107,7 +117,7 @@ async fn keys_without_tenant_id_are_findings() {
     let message = fixture
         .db
         .platform()
-        .check_isolation()
+        .check_isolation(&tenancy_test::operator())
         .await
         .unwrap_err()
         .to_string();

@@ -81,7 +81,7 @@ async fn every_strategy_goes_through_the_whole_lifecycle() {
         );
 
         let actions: Vec<(String, Option<String>)> = platform
-            .events(20)
+            .events(&operator(), 20)
             .await
             .unwrap()
             .into_iter()
@@ -227,7 +227,7 @@ async fn unknown_tenants_and_impossible_placements_are_refused_before_any_io() {
         let fixture = TestDb::new(backend, records()).await;
         let ghost = TenantContext::new(unique_tenant("ghost"), Actor::anonymous());
         // Warm the catalog's own connection, then count.
-        let _ = fixture.db.platform().tenants().await.unwrap();
+        let _ = fixture.db.platform().tenants(&operator()).await.unwrap();
         let before = fixture.db.pool_stats(fixture.server()).unwrap();
         assert_eq!(refused(&fixture, &ghost).await, ErrorKind::UnknownTenant);
         let after = fixture.db.pool_stats(fixture.server()).unwrap();
@@ -282,7 +282,13 @@ async fn operations_are_attributed_in_the_platform_log() {
         )
         .await
         .unwrap();
-    let event = fixture.db.platform().events(1).await.unwrap().remove(0);
+    let event = fixture
+        .db
+        .platform()
+        .events(&operator, 1)
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(event.action, "tenant.create");
     assert_eq!(event.tenant.as_deref(), Some(id.as_str()));
     assert_eq!(

@@ -155,7 +155,7 @@ impl TestDb {
             .platform()
             .prepare(&operator())
             .await
-            .unwrap_or_else(|e| panic!("preparing the test {backend:?} server failed: {e}"));
+            .unwrap_or_else(|e| panic!("preparing the test {backend:?} server failed: {e:?}"));
         fixture
     }
 

@@ -250,7 +250,7 @@ pub async fn create_missing_tenants(
     let platform = db.platform();
     let op = tenancy_test::operator();
     let existing: HashSet<TenantId> = platform
-        .tenants()
+        .tenants(&op)
         .await
         .expect("the catalog")
         .into_iter()

@@ -17,52 +17,70 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use deadpool_postgres::Connect;
-use futures::future::BoxFuture;
 use tenancy_pool::Lease;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
-use tokio_postgres::config::Host;
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::address::Tls;
 
 /// The longest a closing connection waits for the server's end of file.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
-/// A [`Connect`] that keeps the budget lease until the server has let go.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct LeasedConnect;
+/// Opens a connection with `config`, encrypted as `tls` says, whose driver task holds the
+/// caller's budget lease until the server has let the connection go.
+pub(crate) async fn connect(config: &Config, tls: &Tls) -> Result<Client, tokio_postgres::Error> {
+    let lease = Lease::current();
+    let (socket, host) = open(config).await?;
+    let client = match (socket, tls) {
+        (Socket::Tcp(stream), Tls::Disable) => {
+            let (client, connection) = config.connect_raw(stream, NoTls).await?;
+            drive(connection, lease);
+            client
+        }
+        (Socket::Tcp(stream), Tls::Prefer(tls) | Tls::Require(tls)) => {
+            let mut make = MakeRustlsConnect::new((**tls).clone());
+            // Infallible: a host name a certificate cannot name fails the handshake.
+            let connector =
+                match <MakeRustlsConnect as MakeTlsConnect<CloseWaits<TcpStream>>>::make_tls_connect(
+                    &mut make, &host,
+                ) {
+                    Ok(connector) => connector,
+                    Err(never) => match never {},
+                };
+            let (client, connection) = config.connect_raw(stream, connector).await?;
+            drive(connection, lease);
+            client
+        }
+        // As libpq: a Unix socket is local, and never encrypted.
+        (Socket::Unix(stream), _) => {
+            let mut plain = config.clone();
+            plain.ssl_mode(SslMode::Disable);
+            let (client, connection) = plain.connect_raw(stream, NoTls).await?;
+            drive(connection, lease);
+            client
+        }
+    };
+    Ok(client)
+}
 
-impl Connect for LeasedConnect {
-    fn connect(
-        &self,
-        config: &Config,
-    ) -> BoxFuture<'_, Result<(Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>> {
-        let config = config.clone();
-        Box::pin(async move {
-            let lease = Lease::current();
-            let (client, driver) = match open(&config).await? {
-                Socket::Tcp(stream) => {
-                    let (client, connection) = config.connect_raw(stream, NoTls).await?;
-                    (client, drive(connection, lease))
-                }
-                Socket::Unix(stream) => {
-                    let (client, connection) = config.connect_raw(stream, NoTls).await?;
-                    (client, drive(connection, lease))
-                }
-            };
-            drop(driver);
-            #[expect(
-                clippy::disallowed_methods,
-                reason = "an empty task serves no tenant; deadpool aborts it instead of the driver"
-            )]
-            let placeholder = tokio::spawn(async {});
-            Ok((client, placeholder))
-        })
+/// `error` as the driver's own error type, as a failed connection: tokio-postgres makes its
+/// errors itself, so it is handed a stream that fails with `error`.
+async fn as_driver_error(config: &Config, error: io::Error) -> tokio_postgres::Error {
+    // In the clear, or the driver would refuse for want of TLS before it met the error.
+    let mut plain = config.clone();
+    plain.ssl_mode(SslMode::Disable);
+    match plain.connect_raw(Failed(Some(error)), NoTls).await {
+        Err(error) => error,
+        Ok(_) => unreachable!("a stream that fails every operation cannot complete a handshake"),
     }
 }
 
 /// Runs a connection to its end, holding `lease` until then.
-fn drive<F>(connection: F, lease: Option<Lease>) -> tokio::task::JoinHandle<()>
+fn drive<F>(connection: F, lease: Option<Lease>)
 where
     F: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
 {
@@ -74,7 +92,7 @@ where
     tokio::spawn(async move {
         let _ = connection.await;
         drop(lease);
-    })
+    });
 }
 
 enum Socket {
@@ -82,8 +100,9 @@ enum Socket {
     Unix(CloseWaits<UnixStream>),
 }
 
-/// Opens a socket to the first reachable host of `config`.
-async fn open(config: &Config) -> Result<Socket, tokio_postgres::Error> {
+/// Opens a socket to the first reachable host of `config`; returns it with the host's name
+/// (what a certificate must name).
+async fn open(config: &Config) -> Result<(Socket, String), tokio_postgres::Error> {
     let ports = config.get_ports();
     let mut last_error = None;
     for (index, host) in config.get_hosts().iter().enumerate() {
@@ -93,11 +112,11 @@ async fn open(config: &Config) -> Result<Socket, tokio_postgres::Error> {
                 .await
                 .map(|stream| {
                     let _ = stream.set_nodelay(true);
-                    Socket::Tcp(CloseWaits::new(stream))
+                    (Socket::Tcp(CloseWaits::new(stream)), name.clone())
                 }),
             Host::Unix(dir) => UnixStream::connect(dir.join(format!(".s.PGSQL.{port}")))
                 .await
-                .map(|stream| Socket::Unix(CloseWaits::new(stream))),
+                .map(|stream| (Socket::Unix(CloseWaits::new(stream)), String::new())),
         };
         match attempt {
             Ok(socket) => return Ok(socket),
@@ -110,12 +129,7 @@ async fn open(config: &Config) -> Result<Socket, tokio_postgres::Error> {
             "the configuration names no host",
         )
     });
-    // tokio-postgres makes its errors itself: let it wrap the I/O error by handing it a
-    // stream that fails with it.
-    match config.connect_raw(Failed(Some(error)), NoTls).await {
-        Err(error) => Err(error),
-        Ok(_) => unreachable!("a stream that fails every operation cannot complete a handshake"),
-    }
+    Err(as_driver_error(config, error).await)
 }
 
 /// A stream that fails every operation with one error.

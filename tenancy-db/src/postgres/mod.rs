@@ -15,24 +15,28 @@
 //! ([`DbConfig::catalog_connections`](crate::DbConfig::catalog_connections)), so that a
 //! lookup never waits for, or closes, a tenant's connection.
 
+pub(crate) mod address;
 mod connect;
+mod guard;
+mod node_tree;
 pub(crate) mod provision;
 pub mod rls;
+mod session;
 mod transaction;
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
-use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
 use tenancy_core::naming::Naming;
 use tenancy_core::{ServerName, TenantId};
 use tenancy_pool::{PoolStats, PoolsConfig, TenantPools};
 
-use self::connect::LeasedConnect;
+use self::address::ServerAddress;
+pub(crate) use self::session::APPLICATION_SEARCH_PATH;
+use self::session::{Expected, PgManager, Shared, millis};
 pub(crate) use self::transaction::{Binding, PgTransaction};
-use crate::config::{PostgresServer, redact_url};
-use crate::credentials::Secret;
+use crate::config::PostgresServer;
+use crate::credentials::{BindingKey, Secret};
 use crate::error::{Error, ErrorKind};
 
 /// The custom setting that carries the tenant of a row-level transaction.
@@ -117,6 +121,9 @@ pub(crate) enum Target {
     /// instead of stalling them.
     Catalog,
     Admin,
+    /// The admin URL's superuser in another database: what only a superuser may do there
+    /// (an event trigger, revoking built-in functions).
+    Superuser(Arc<str>),
 }
 
 impl fmt::Display for Target {
@@ -128,20 +135,25 @@ impl fmt::Display for Target {
             Target::Owner(db) => write!(f, "database `{db}` (as owner)"),
             Target::Catalog => f.write_str("the catalog"),
             Target::Admin => f.write_str("the admin connection"),
+            Target::Superuser(db) => write!(f, "database `{db}` (as the admin URL's user)"),
         }
     }
 }
 
-pub(crate) type PgConnection = tenancy_pool::Connection<Manager>;
+pub(crate) type PgConnection = tenancy_pool::Connection<PgManager>;
 
 /// One PostgreSQL server.
 pub(crate) struct PgServer {
     pub(crate) name: ServerName,
     pub(crate) names: PgNames,
     pub(crate) secret: Secret,
-    pub(crate) pools: TenantPools<Target, Manager>,
+    /// Seals row-level bindings; derived from `secret`.
+    pub(crate) binding_key: BindingKey,
+    /// Whether the row-level binding is sealed (`PostgresServer::sealed_row_binding`).
+    pub(crate) sealed_row_binding: bool,
+    pub(crate) pools: TenantPools<Target, PgManager>,
     /// The connections set aside for the catalog, on the server that holds it.
-    catalog_pools: Option<TenantPools<Target, Manager>>,
+    catalog_pools: Option<TenantPools<Target, PgManager>>,
     /// Held while the template database is migrated or copied (PostgreSQL refuses to copy
     /// a template another session is connected to); holds the version it was last
     /// migrated to by this process.
@@ -153,7 +165,7 @@ impl fmt::Debug for PgServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgServer")
             .field("name", &self.name)
-            .field("admin_url", &redact_url(&self.admin_url))
+            .field("admin_url", &address::describe(&self.admin_url))
             .finish_non_exhaustive()
     }
 }
@@ -167,59 +179,68 @@ impl PgServer {
         secret: Secret,
         catalog_connections: usize,
     ) -> Result<Self, Error> {
-        let base = tokio_postgres::Config::from_str(&config.admin_url).map_err(|error| {
+        let address = ServerAddress::parse(&config.admin_url).map_err(|error| {
             Error::with_source(
                 ErrorKind::Config,
-                format!(
-                    "the admin URL of server `{}` ({}) does not parse",
-                    config.name,
-                    redact_url(&config.admin_url)
-                ),
+                format!("the admin URL of server `{}` is not usable", config.name),
                 error,
             )
         })?;
         let names = PgNames::new(naming, config.schema_role_shards);
-        let statement_timeout = config
-            .statement_timeout
-            .map(|timeout| format!("-c statement_timeout={}", timeout.as_millis().max(1)));
+        let timeouts = (
+            millis(config.statement_timeout),
+            millis(config.idle_in_transaction_timeout),
+        );
+        let options = format!(
+            "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+            timeouts.0, timeouts.1
+        );
+        let sealed = config.sealed_row_binding;
         let make = Arc::new({
             let names = names.clone();
             let secret = secret.clone();
             move |target: &Target| {
-                let mut pg = base.clone();
+                let mut pg = address.config.clone();
                 pg.application_name("tenancy");
                 let login = |pg: &mut tokio_postgres::Config, role: &str, database: &str| {
                     pg.user(role)
                         .password(secret.password_for(role))
                         .dbname(database);
+                    Some(role.to_owned())
                 };
-                match target {
+                let role = match target {
                     Target::Tenant(id) => {
                         let name = names.tenant(id);
-                        login(&mut pg, &name, &name);
+                        login(&mut pg, &name, &name)
                     }
                     Target::Shared(k) => {
-                        login(&mut pg, &names.app_roles[usize::from(*k)], &names.shared_db);
+                        login(&mut pg, &names.app_roles[usize::from(*k)], &names.shared_db)
                     }
                     Target::Owner(database) => login(&mut pg, &names.owner, database),
                     Target::Catalog => login(&mut pg, &names.owner, &names.platform_db),
-                    Target::Admin => {}
-                }
+                    Target::Admin => None,
+                    Target::Superuser(database) => {
+                        pg.dbname(&**database);
+                        None
+                    }
+                };
                 // Tenant traffic and catalog reads are time-limited; platform work is not.
-                if let (Target::Tenant(_) | Target::Shared(_) | Target::Catalog, Some(options)) =
-                    (target, &statement_timeout)
-                {
-                    pg.options(options);
+                let limited = matches!(
+                    target,
+                    Target::Tenant(_) | Target::Shared(_) | Target::Catalog
+                );
+                if limited {
+                    pg.options(&options);
                 }
-                Manager::from_connect(
-                    pg,
-                    LeasedConnect,
-                    ManagerConfig {
-                        // Tenant state is transaction-local and a connection returned in an
-                        // unknown state is discarded, so no reset query is needed.
-                        recycling_method: RecyclingMethod::Fast,
+                PgManager {
+                    config: pg,
+                    tls: address.tls.clone(),
+                    expected: Expected {
+                        role,
+                        timeouts: limited.then_some(timeouts),
+                        shared: matches!(target, Target::Shared(_)).then_some(Shared { sealed }),
                     },
-                )
+                }
             }
         });
         let pools_with = |pool: PoolsConfig| {
@@ -246,6 +267,8 @@ impl PgServer {
         Ok(PgServer {
             name: config.name.clone(),
             names,
+            binding_key: secret.binding_key(),
+            sealed_row_binding: config.sealed_row_binding,
             secret,
             pools,
             catalog_pools,
@@ -272,7 +295,11 @@ impl PgServer {
             .get(&Target::Catalog)
             .await
             .map_err(Error::from_pool)?;
-        Ok(PgTransaction::begin(connection, &Binding::Connection))
+        Ok(PgTransaction::begin(
+            connection,
+            &Binding::Connection,
+            &self.binding_key,
+        ))
     }
 
     /// A pooled connection to `target`.
@@ -288,19 +315,19 @@ impl PgServer {
         binding: Binding,
     ) -> Result<PgTransaction, Error> {
         let connection = self.connection(target).await?;
-        Ok(PgTransaction::begin(connection, &binding))
+        Ok(PgTransaction::begin(
+            connection,
+            &binding,
+            &self.binding_key,
+        ))
     }
 }
 
-/// `"name"`: a SQL identifier. Only called with derived names (`[a-z0-9_]`), which need no
-/// escaping; the quotes keep keywords (`tenancy_user`) harmless.
+/// `"name"`: a SQL identifier, quoted with every `"` doubled. Derived names (`[a-z0-9_]`)
+/// need no escaping, but names read back from the server's catalogs are quoted the same
+/// way, in every build: a role an operator named `x"; DROP ..` stays one identifier.
 pub(crate) fn ident(name: &str) -> String {
-    debug_assert!(
-        name.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
-        "not a derived name: {name:?}"
-    );
-    format!("\"{name}\"")
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// `'text'`: a SQL string literal, with quotes doubled.
@@ -314,6 +341,12 @@ mod tests {
 
     fn names(shards: u16) -> PgNames {
         PgNames::new(Naming::new("tenancy").unwrap(), shards)
+    }
+
+    #[test]
+    fn identifiers_are_quoted_whatever_they_hold() {
+        assert_eq!(ident("tenancy_acme"), "\"tenancy_acme\"");
+        assert_eq!(ident("x\"; DROP ROLE y; --"), "\"x\"\"; DROP ROLE y; --\"");
     }
 
     #[test]

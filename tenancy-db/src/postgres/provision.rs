@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tenancy_core::{IsolationMode, Tenant, TenantId};
 
-use super::{Binding, PgServer, Target, ident, literal};
+use super::{Binding, PgServer, Target, guard, ident, literal};
 use crate::error::{Error, ErrorKind};
 use crate::migrate::{self, Dialect, Migrations, POSTGRES_RECORDS, Records};
 use crate::transaction::Tx;
@@ -155,28 +155,41 @@ impl PgServer {
         self.ensure_role(&names.tenant_group, "NOLOGIN NOINHERIT", false)
             .await?;
         self.ensure_database(&names.shared_db).await?;
+        // Role settings: what this crate sets and nothing else. A statement may have run
+        // `ALTER ROLE CURRENT_USER SET ..` (any role may, for itself); every new session
+        // of that role would start with it.
+        let mut settings = self.reset_role_settings().await?;
         for app in names.app_roles.iter() {
-            // Schema-per-tenant transactions rely on `$user` resolving to the tenant's
-            // schema after `SET LOCAL ROLE`: pin the search path rather than trust the
-            // server's default.
-            self.admin(
-                &format!("configuring application role {app}"),
-                &format!(
-                    "ALTER ROLE {app} SET search_path = \"$user\", public; \
-                     GRANT CONNECT ON DATABASE {} TO {app}",
-                    ident(&names.shared_db),
-                    app = ident(app),
-                ),
-            )
-            .await?;
+            settings.push_str(&guard::application_role_sql(app, self.sealed_row_binding));
+            settings.push_str(&format!(
+                "GRANT CONNECT ON DATABASE {} TO {};\n",
+                ident(&names.shared_db),
+                ident(app)
+            ));
         }
+        // One simple-query message: one implicit transaction, so no session ever starts
+        // between the reset and the settings.
+        self.admin("configuring the application roles", &settings)
+            .await?;
         self.spread_schema_tenants().await?;
+        let superuser = Target::Superuser(Arc::from(names.shared_db.as_str()));
+        let guarded = async {
+            let connection = self.connection(&superuser).await?;
+            connection
+                .batch_execute(&guard::superuser_sql(names))
+                .await
+                .map_err(|e| Error::postgres("guarding the shared database", e))
+        }
+        .await;
+        self.pools.remove(&superuser);
+        guarded?;
         self.as_owner(
             "restricting the shared database",
             &names.shared_db,
             &format!(
-                "REVOKE ALL ON SCHEMA public FROM PUBLIC;\n{}{POSTGRES_RECORDS}",
-                self.default_privileges("public", names.app())
+                "REVOKE ALL ON SCHEMA public FROM PUBLIC;\n{}{POSTGRES_RECORDS}{}",
+                self.default_privileges("public", names.app()),
+                guard::bound_tenant_sql(names, &self.binding_key, self.sealed_row_binding),
             ),
         )
         .await?;
@@ -198,6 +211,38 @@ impl PgServer {
             self.ensure_database(&names.platform_db).await?;
         }
         Ok(())
+    }
+
+    /// `ALTER ROLE .. RESET ALL` for every role setting of this deployment's roles, in any
+    /// database; the application roles' own settings are set again after it.
+    async fn reset_role_settings(&self) -> Result<String, Error> {
+        let connection = self.connection(&Target::Admin).await?;
+        let pattern = format!("{}\\_%", self.names.naming.prefix());
+        let rows = connection
+            .query(
+                "SELECT r.rolname::text, d.datname::text FROM pg_db_role_setting s \
+                 JOIN pg_roles r ON r.oid = s.setrole \
+                 LEFT JOIN pg_database d ON d.oid = s.setdatabase \
+                 WHERE r.rolname LIKE $1",
+                &[&pattern],
+            )
+            .await
+            .map_err(|e| Error::postgres("reading the roles' settings", e))?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let role = ident(row.get::<_, &str>(0));
+                match row.get::<_, Option<&str>>(1) {
+                    Some(database) => {
+                        format!(
+                            "ALTER ROLE {role} IN DATABASE {} RESET ALL;\n",
+                            ident(database)
+                        )
+                    }
+                    None => format!("ALTER ROLE {role} RESET ALL;\n"),
+                }
+            })
+            .collect())
     }
 
     /// (tenant role, application role) for every membership of this deployment's tenant

@@ -19,6 +19,7 @@ use futures::future::join;
 use tenancy_core::TenantId;
 
 use super::{PgConnection, TENANT_SETTING, ident, literal};
+use crate::credentials::BindingKey;
 use crate::error::{Error, ErrorKind};
 use crate::transaction::failed_earlier;
 use crate::value::{self, Row, Value};
@@ -34,33 +35,33 @@ pub(crate) enum Binding {
     /// has no use of it. One statement instead of two (`SET LOCAL search_path` measured
     /// another +6% on a short transaction).
     Schema(String),
-    /// `SET LOCAL app.tenant_id = 'id'`: row-level security does the rest.
+    /// `SET LOCAL ROLE NONE; SET LOCAL app.tenant_id = 'id:proof'`: row-level security does
+    /// the rest. The role is pinned too, so a session whose role was changed cannot act as
+    /// a schema tenant here; the proof is what a sealed policy checks (see
+    /// [`BindingKey`]).
     Row(TenantId),
     /// `SET LOCAL search_path` only: platform work (migrations) in a tenant's schema.
     SearchPath(String),
 }
 
 impl Binding {
-    fn begin_sql(&self) -> Cow<'static, str> {
+    /// `BEGIN` and the binding, for the connection served by server process `pid` (known
+    /// on connections tenants share, the only ones a row-level binding is made on).
+    fn begin_sql(&self, pid: Option<i32>, key: &BindingKey) -> Cow<'static, str> {
         Cow::Owned(match self {
             Binding::Connection => return Cow::Borrowed("BEGIN"),
             Binding::Schema(name) => format!("BEGIN; SET LOCAL ROLE {}", ident(name)),
-            // A utility statement, not `SELECT set_config(..)`: it needs no planning and
-            // returns no row (measured: +6% on a BEGIN/COMMIT pair, against +20%). The
-            // literal is safe: a validated tenant id has no quote.
+            // Utility statements, not `SELECT set_config(..)`: they need no planning and
+            // return no row (measured: +6% on a BEGIN/COMMIT pair, against +20%). The
+            // literal is safe: a validated tenant id and a hex proof have no quote.
             Binding::Row(id) => format!(
-                "BEGIN; SET LOCAL {TENANT_SETTING} = {}",
-                literal(id.as_str())
+                "BEGIN; SET LOCAL ROLE NONE; SET LOCAL {TENANT_SETTING} = {}",
+                literal(&key.bound_value(pid.unwrap_or(0), id))
             ),
             Binding::SearchPath(schema) => {
                 format!("BEGIN; SET LOCAL search_path TO {}", ident(schema))
             }
         })
-    }
-
-    /// Whether other tenants use the same connections afterwards.
-    fn is_shared(&self) -> bool {
-        !matches!(self, Binding::Connection)
     }
 }
 
@@ -71,25 +72,19 @@ pub(crate) struct PgTransaction {
     begin: Cow<'static, str>,
     /// `begin` has been sent.
     begun: AtomicBool,
-    shared: bool,
     /// A statement failed: PostgreSQL has aborted the transaction, and would answer a
     /// `COMMIT` with a silent rollback. Set so that `commit` reports it.
     failed: AtomicBool,
-    /// The driver's client was handed out (`as_postgres`): the session may carry state
-    /// this crate did not set, so a shared connection is closed rather than reused.
-    handed_out: AtomicBool,
 }
 
 impl PgTransaction {
     /// A transaction on `connection`; nothing is sent until its first statement.
-    pub(crate) fn begin(connection: PgConnection, binding: &Binding) -> Self {
+    pub(crate) fn begin(connection: PgConnection, binding: &Binding, key: &BindingKey) -> Self {
         PgTransaction {
+            begin: binding.begin_sql(connection.pid(), key),
             connection: Some(connection),
-            begin: binding.begin_sql(),
             begun: AtomicBool::new(false),
-            shared: binding.is_shared(),
             failed: AtomicBool::new(false),
-            handed_out: AtomicBool::new(false),
         }
     }
 
@@ -206,13 +201,14 @@ impl PgTransaction {
     pub(crate) async fn postgres_client(&self) -> Result<&tokio_postgres::Client, Error> {
         self.run(|_| async { Ok(()) }).await?;
         let connection = self.connection()?;
-        self.handed_out.store(true, Ordering::Relaxed);
         Ok(connection)
     }
 
-    /// Ends the transaction with `end` and returns the connection to its pool; on any
-    /// failure, or when the session may hold state this crate did not set, the connection
-    /// is discarded.
+    /// Ends the transaction with `end` and returns the connection to its pool. On any
+    /// failure the connection is discarded, and so is a shared connection whose session
+    /// is not as it was lent (checked in the same round trip as `end`): whatever a
+    /// statement changed for the session (a `SET` without `LOCAL`, `SET ROLE`, `PREPARE`,
+    /// `LISTEN`) never reaches the next borrower.
     async fn finish(&mut self, end: End) -> Result<(), Error> {
         if !self.begun.load(Ordering::Relaxed) {
             // Nothing was sent: the connection is as it was lent.
@@ -221,25 +217,24 @@ impl PgTransaction {
         }
         // A failed statement aborted the transaction: end it, whatever was asked.
         self.failed.store(false, Ordering::Relaxed);
-        let result = self.connection()?.batch_execute(end.sql(self.shared)).await;
+        let connection = self.connection()?;
+        let (ended, clean) = connection.end(end.sql(connection.is_shared())).await;
         let connection = self.connection.take();
-        match result {
-            Ok(()) => {
-                match connection {
-                    Some(connection) if self.shared && self.handed_out.load(Ordering::Relaxed) => {
-                        connection.discard();
-                    }
-                    other => drop(other),
-                }
-                Ok(())
-            }
-            Err(error) => {
+        match (ended, connection) {
+            (Ok(()), Some(connection)) if clean.is_ok() => drop(connection),
+            (Ok(()), connection) => {
                 if let Some(connection) = connection {
                     connection.discard();
                 }
-                Err(Error::postgres(end.failed(), error))
+            }
+            (Err(error), connection) => {
+                if let Some(connection) = connection {
+                    connection.discard();
+                }
+                return Err(Error::postgres(end.failed(), error));
             }
         }
+        Ok(())
     }
 
     pub(crate) async fn commit(mut self) -> Result<(), Error> {
