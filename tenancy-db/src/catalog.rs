@@ -425,9 +425,11 @@ fn tenant_from_row(row: &Row) -> Result<Tenant, Error> {
 /// since (every catalog change writes the log in its own transaction). So the catalog is
 /// read once per `ttl` whatever the number of tenants, where a cache of single entries read
 /// it for every tenant seen: at 100,000 tenants, Zipf(1.1), 14,000 transactions a second
-/// and a 5 s time to live, that was about 3,000 lookups a second. A tenant the replica does
-/// not know (created elsewhere since the last update, or unknown) is looked up on its own;
-/// unknown ids are remembered for `ttl`, up to [`ABSENT_CAPACITY`] of them.
+/// and a 5 s time to live, that was about 3,000 lookups a second. An id the current replica
+/// does not hold is unknown, without a query: a flood of made-up ids (random subdomains
+/// before authentication) costs a hash lookup each and never reaches the catalog's
+/// connections. A tenant created on another node is admitted here at the next update,
+/// within `ttl`, as a suspension there is refused here.
 #[derive(Clone)]
 pub(crate) struct CachedCatalog {
     store: CatalogStore,
@@ -440,24 +442,15 @@ pub(crate) struct CachedCatalog {
 #[derive(Default)]
 struct Replica {
     tenants: HashMap<TenantId, Arc<Tenant>>,
-    /// Ids the store did not know, until when.
-    absent: HashMap<TenantId, Instant>,
     /// Until when the replica counts as current; `None` before the first load.
     fresh_until: Option<Instant>,
     /// When the next update reloads everything rather than the changes.
     reload_at: Option<Instant>,
     /// The highest platform-log id seen by each of the last updates, oldest first.
     marks: VecDeque<i64>,
-    /// Bumped by every [`CachedCatalog::invalidate`]: a lookup that read the store before
-    /// an invalidation must not put what it read into the replica.
-    generation: u64,
     /// When the last update failed, and why.
     failed: Option<(Instant, String)>,
 }
-
-/// The most unknown ids remembered; a flood of lookups for unknown ids cannot grow the map
-/// further.
-const ABSENT_CAPACITY: usize = 100_000;
 
 /// How many updates back the change query reaches. Log ids are given out when a row is
 /// written, not when its transaction commits, so a change can appear below an id already
@@ -486,14 +479,15 @@ impl CachedCatalog {
         &self.store
     }
 
-    /// Forgets `id`, so the next lookup reads the store: after every platform change.
-    /// Waits for an update under way, which may have read the store before the change.
+    /// Forgets `id` and marks the replica out of date, so the next lookup brings it up to
+    /// date (one query, which reads the change just logged): after every platform change
+    /// made through this handle. Waits for an update under way, which may have read the
+    /// store before the change.
     pub(crate) async fn invalidate(&self, id: &TenantId) {
         let _updating = self.updating.lock().await;
         let mut replica = self.replica.write().unwrap_or_else(PoisonError::into_inner);
         replica.tenants.remove(id);
-        replica.absent.remove(id);
-        replica.generation += 1;
+        replica.fresh_until = None;
     }
 
     /// The tenant if it may be served, shared with the replica rather than copied: what
@@ -515,19 +509,13 @@ impl CachedCatalog {
         Ok(tenant)
     }
 
-    /// What the replica says of `id`, if it is current and says anything.
+    /// What the replica says of `id` (the tenant, or that there is none), if it is current.
     fn known(&self, id: &TenantId, now: Instant) -> Option<Option<Arc<Tenant>>> {
         let replica = self.replica.read().unwrap_or_else(PoisonError::into_inner);
         if replica.fresh_until.is_none_or(|until| until <= now) {
             return None;
         }
-        if let Some(tenant) = replica.tenants.get(id) {
-            return Some(Some(Arc::clone(tenant)));
-        }
-        match replica.absent.get(id) {
-            Some(until) if *until > now => Some(None),
-            _ => None,
-        }
+        Some(replica.tenants.get(id).map(Arc::clone))
     }
 
     async fn cached(&self, id: &TenantId) -> Result<Option<Arc<Tenant>>, Error> {
@@ -535,37 +523,12 @@ impl CachedCatalog {
             return Ok(known);
         }
         self.update().await?;
-        if let Some(known) = self.known(id, Instant::now()) {
-            return Ok(known);
+        match self.known(id, Instant::now()) {
+            Some(known) => Ok(known),
+            // The update finished longer than a `ttl` ago (a slow catalog): ask the store
+            // about this one rather than update again.
+            None => Ok(self.store.lookup(id).await?.map(Arc::new)),
         }
-        // Created since the last update, or unknown: ask the store about this one.
-        let generation = self
-            .replica
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .generation;
-        let found = self.store.lookup(id).await?.map(Arc::new);
-        let now = Instant::now();
-        let mut replica = self.replica.write().unwrap_or_else(PoisonError::into_inner);
-        if replica.generation != generation {
-            // A platform change on this node since the read: what was read may predate it.
-            return Ok(found);
-        }
-        match &found {
-            Some(tenant) => {
-                replica.tenants.insert(id.clone(), Arc::clone(tenant));
-            }
-            None => {
-                if replica.absent.len() >= ABSENT_CAPACITY {
-                    replica.absent.retain(|_, until| *until > now);
-                    if replica.absent.len() >= ABSENT_CAPACITY {
-                        replica.absent.clear();
-                    }
-                }
-                replica.absent.insert(id.clone(), now + self.ttl);
-            }
-        }
-        Ok(found)
     }
 
     /// Brings the replica up to date unless it is current: whole at first and every
@@ -619,7 +582,6 @@ impl CachedCatalog {
                 .into_iter()
                 .map(|tenant| (tenant.id.clone(), Arc::new(tenant)))
                 .collect();
-            replica.absent.clear();
             replica.reload_at = Some(started + RELOAD_EVERY);
             replica.record(mark, started + self.ttl);
             return Ok(());
@@ -627,7 +589,6 @@ impl CachedCatalog {
         let changes = self.store.changes_since(since).await?;
         let mut replica = self.replica.write().unwrap_or_else(PoisonError::into_inner);
         for id in &changes.named {
-            replica.absent.remove(id);
             replica.tenants.remove(id);
         }
         for tenant in changes.current {

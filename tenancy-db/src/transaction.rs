@@ -1,6 +1,7 @@
 //! [`Transaction`]: the one way application code reaches a tenant's data.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tenancy_core::TenantId;
 
@@ -19,6 +20,18 @@ pub(crate) fn failed_earlier() -> Error {
         "a statement failed earlier in this transaction, so it was rolled back and nothing \
          was committed; roll back and start a new transaction",
     )
+}
+
+/// Marks a transaction failed when dropped: held across a statement whose outcome is not
+/// known until its answer arrives, and forgotten once it has. If the future running the
+/// statement is dropped in between (a cancelled request), the statement may or may not
+/// have run, so the transaction can only be rolled back, never committed.
+pub(crate) struct FailOnDrop<'a>(pub(crate) &'a AtomicBool);
+
+impl Drop for FailOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// A transaction on PostgreSQL or SQLite, with or without a tenant: the portable statement

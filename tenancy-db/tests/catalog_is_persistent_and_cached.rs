@@ -54,8 +54,9 @@ async fn another_handle_reads_the_catalog_and_sees_suspensions_within_the_ttl() 
 }
 
 /// A handle keeps a replica of the whole catalog: admitting many tenants reads the catalog
-/// once, not once per tenant; a tenant created elsewhere is admitted at once, and one
-/// suspended, then dropped, elsewhere is refused once the replica is brought up to date.
+/// once, not once per tenant; an id the replica does not hold is refused without a query;
+/// a tenant created elsewhere is admitted, and one suspended, then dropped, elsewhere is
+/// refused, once the replica is brought up to date.
 #[tokio::test]
 async fn a_handle_reads_the_catalog_once_for_many_tenants_and_follows_changes() {
     for backend in [Backend::Postgres, Backend::Sqlite] {
@@ -91,8 +92,28 @@ async fn a_handle_reads_the_catalog_once_for_many_tenants_and_follows_changes() 
             "{backend:?}: one checkout per transaction and one for the whole catalog"
         );
 
-        // Created here after the other node loaded its replica: admitted there at once.
+        // A flood of made-up ids (random subdomains before authentication) is refused
+        // from the replica alone: not one catalog checkout.
+        let before_flood = stats();
+        for n in 0..2_000 {
+            let made_up = tenancy_core::TenantContext::new(
+                format!("nobody-{n}").parse().unwrap(),
+                tenancy_core::Actor::anonymous(),
+            );
+            let refused = other_node.transaction(&made_up).await.unwrap_err();
+            assert_eq!(refused.kind(), ErrorKind::UnknownTenant);
+        }
+        assert_eq!(
+            stats(),
+            before_flood,
+            "{backend:?}: unknown ids reached the catalog"
+        );
+
+        // Created here after the other node loaded its replica: unknown there until its
+        // next update, admitted there within the ttl; here, at once.
         let late = fixture.tenant("late", IsolationMode::Database).await;
+        assert!(fixture.db.transaction(&late).await.is_ok(), "{backend:?}");
+        tokio::time::sleep(Duration::from_millis(400)).await;
         assert!(other_node.transaction(&late).await.is_ok(), "{backend:?}");
 
         // Suspended and dropped here: refused there once its replica is updated.

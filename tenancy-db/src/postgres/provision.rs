@@ -629,14 +629,15 @@ impl PgServer {
         let tx = self
             .begin(&Self::owner_of(&self.names.shared_db), Binding::Connection)
             .await?;
-        // Tables only: views have a `tenant_id` column too, but their rows are the tables'.
+        // Every fenced table, in every schema: the ones row-level security keeps apart by
+        // `tenant_id`. Tables only: a view's rows are its tables'. A schema tenant's own
+        // table with a `tenant_id` column is not fenced, and not touched.
         let tables: Vec<String> = tx
             .query(
-                "SELECT format('%I.%I', c.table_schema, c.table_name) \
-                 FROM information_schema.columns c JOIN information_schema.tables t \
-                 ON t.table_schema = c.table_schema AND t.table_name = c.table_name \
-                 WHERE c.column_name = 'tenant_id' AND c.table_schema = 'public' \
-                 AND t.table_type = 'BASE TABLE' ORDER BY 1",
+                "SELECT c.oid::regclass::text FROM pg_class c \
+                 JOIN pg_attribute a ON a.attrelid = c.oid \
+                 WHERE c.relkind IN ('r', 'p') AND c.relrowsecurity \
+                 AND a.attname = 'tenant_id' AND NOT a.attisdropped ORDER BY 1",
                 &[],
             )
             .await?

@@ -21,7 +21,7 @@ use tenancy_core::TenantId;
 use super::{PgConnection, TENANT_SETTING, ident, literal};
 use crate::credentials::BindingKey;
 use crate::error::{Error, ErrorKind};
-use crate::transaction::failed_earlier;
+use crate::transaction::{FailOnDrop, failed_earlier};
 use crate::value::{self, Row, Value};
 
 /// How the tenant is bound to a transaction.
@@ -297,13 +297,4 @@ async fn prepare(connection: &PgConnection, sql: &str) -> Result<tokio_postgres:
         .prepare_cached(sql)
         .await
         .map_err(|e| Error::postgres("preparing a statement", e))
-}
-
-/// Marks a transaction failed when dropped: forgotten once the guarded work completed.
-struct FailOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for FailOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
 }

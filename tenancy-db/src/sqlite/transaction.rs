@@ -10,7 +10,7 @@ use deadpool_sync::InteractError;
 
 use super::SqliteConnection;
 use crate::error::{Error, ErrorKind};
-use crate::transaction::failed_earlier;
+use crate::transaction::{FailOnDrop, failed_earlier};
 use crate::value::{self, Row, Value};
 
 pub(crate) struct SqliteTransaction {
@@ -73,11 +73,15 @@ impl SqliteTransaction {
             .connection
             .as_ref()
             .ok_or_else(|| Error::new(ErrorKind::Transaction, "the transaction is finished"))?;
+        // The statement runs on the connection's thread whether or not this future is
+        // awaited to the end: if it is dropped first, the transaction is failed.
+        let in_flight = FailOnDrop(&self.failed);
         let result = connection
             .interact(f)
             .await
             .map_err(interact_failed)
             .and_then(|result| result.map_err(|error| Error::sqlite(context, error)));
+        std::mem::forget(in_flight);
         if result.is_err() {
             self.failed.store(true, Ordering::Relaxed);
         }
