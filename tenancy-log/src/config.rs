@@ -111,8 +111,12 @@ impl LogConfig {
     /// The stock `EnvFilter` for this configuration: `RUST_LOG` when it is set and not
     /// empty, [`LogConfig::filter`] otherwise.
     pub fn env_filter(&self) -> Result<EnvFilter, Error> {
-        let (directives, origin) = match std::env::var("RUST_LOG") {
-            Ok(directives) if !directives.trim().is_empty() => (directives, "RUST_LOG"),
+        self.filter_with(std::env::var("RUST_LOG").ok())
+    }
+
+    fn filter_with(&self, rust_log: Option<String>) -> Result<EnvFilter, Error> {
+        let (directives, origin) = match rust_log {
+            Some(directives) if !directives.trim().is_empty() => (directives, "RUST_LOG"),
             _ => (self.filter.clone(), "the log configuration's filter"),
         };
         EnvFilter::try_new(&directives).map_err(|e| {
@@ -163,4 +167,84 @@ pub fn install(config: &LogConfig) -> Result<(), Error> {
         install_panic_hook();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn rust_log_wins_over_the_configured_filter_and_bad_directives_are_refused() {
+        let config = LogConfig {
+            filter: "info,[=bad".to_owned(),
+            ..LogConfig::default()
+        };
+        let err = config.filter_with(None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidFilter);
+        assert!(
+            err.to_string()
+                .starts_with("the log configuration's filter"),
+            "{err}"
+        );
+        assert!(config.filter_with(Some("debug".into())).is_ok());
+        assert!(
+            config.filter_with(Some("  ".into())).is_err(),
+            "blank RUST_LOG is unset"
+        );
+        let err = LogConfig::default()
+            .filter_with(Some("[=bad".into()))
+            .unwrap_err();
+        assert!(err.to_string().starts_with("RUST_LOG"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_naming_prefix_or_pattern_is_a_config_error() {
+        let config = LogConfig {
+            tenant_sink_dir: Some(std::env::temp_dir()),
+            naming_prefix: "Not-Valid".to_owned(),
+            ..LogConfig::default()
+        };
+        assert_eq!(config.layer().unwrap_err().kind(), ErrorKind::Config);
+        let mut config = LogConfig::default();
+        config.policy.regulated = vec!["has space".to_owned()];
+        assert_eq!(config.layer().unwrap_err().kind(), ErrorKind::InvalidPolicy);
+    }
+
+    #[test]
+    fn install_sets_the_global_subscriber_once() {
+        let config = LogConfig {
+            panic_hook: false,
+            ..LogConfig::default()
+        };
+        install(&config).unwrap();
+        assert_eq!(
+            install(&config).unwrap_err().kind(),
+            ErrorKind::AlreadyInstalled
+        );
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn the_documented_configuration_deserializes() {
+        let dir = std::env::temp_dir().join(format!("tenancy-log-config-{}", std::process::id()));
+        let json = serde_json::json!({
+            "format": "text",
+            "filter": "info,tower_http=debug",
+            "tenant_sink_dir": dir,
+            "naming_prefix": "tenancy",
+            "sink_events": "all",
+            "panic_hook": true,
+            "policy": {"mode": "deny-list", "regulated": ["capa.title", "capa.description", "*.sources"]}
+        });
+        let config: LogConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(config.format, Format::Text);
+        assert_eq!(config.sink_events, SinkEvents::All);
+        assert!(config.layer().is_ok());
+        assert!(dir.is_dir());
+        std::fs::remove_dir_all(&dir).unwrap();
+        let empty: LogConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(empty, LogConfig::default());
+        assert!(serde_json::from_str::<LogConfig>(r#"{"fromat":"json"}"#).is_err());
+    }
 }
