@@ -22,6 +22,7 @@ pub const MAX_PREFIX_LEN: usize = 16;
 /// assert_eq!(naming.sql_name(&id), "tenancy_acme_pharma");
 /// assert_eq!(naming.bucket(&id), "tenancy-acme-pharma");
 /// assert_eq!(naming.key_prefix(&id), "tenancy:acme-pharma:");
+/// assert_eq!(naming.log_file(&id), "tenancy-acme-pharma.jsonl");
 /// # Ok::<(), tenancy_core::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +114,13 @@ impl Naming {
     pub fn key_prefix(&self, id: &TenantId) -> String {
         format!("{}:{}:", self.prefix, id)
     }
+
+    /// The file a tenant's log records are appended to, inside a directory of such files:
+    /// `{prefix}-{id}.jsonl`. A single path component (no `/`, no leading `.`, no `..`),
+    /// distinct for every tenant, and never the name of another tenant's file.
+    pub fn log_file(&self, id: &TenantId) -> String {
+        format!("{}-{}.jsonl", self.prefix, id)
+    }
 }
 
 #[cfg(test)]
@@ -160,6 +168,22 @@ mod tests {
                 .sql_name(&TenantId::new("a-b-c").unwrap())
                 .contains("__")
         );
+    }
+
+    #[test]
+    fn log_files_are_single_distinct_path_components() {
+        let naming = Naming::new("tenancy").unwrap();
+        let a = naming.log_file(&TenantId::new("a").unwrap());
+        let ab = naming.log_file(&TenantId::new("a-b").unwrap());
+        assert_eq!(a, "tenancy-a.jsonl");
+        assert_ne!(a, ab);
+        for name in [&a, &ab] {
+            assert!(!name.contains('/') && !name.contains('\\') && !name.starts_with('.'));
+            assert!(!name.contains(".."));
+        }
+        // Another deployment's files never meet these ones.
+        let other = Naming::new("tenancya").unwrap();
+        assert_ne!(other.log_file(&TenantId::new("b").unwrap()), ab);
     }
 
     fn naming_bucket_len(prefix: &str, id: &str) -> usize {

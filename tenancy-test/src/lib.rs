@@ -9,10 +9,13 @@
 //! - [`operator`]: a platform context for fixtures.
 //! - [`bench`](mod@bench): a side-by-side benchmark harness that prints ratios.
 //! - `db` (feature `db`): a prepared `TenantDb` per test, torn down when the test ends.
+//! - `log` (feature `log`): a `MakeWriter` that captures log output, and canary strings.
 
 pub mod bench;
 #[cfg(feature = "db")]
 pub mod db;
+#[cfg(feature = "log")]
+pub mod log;
 mod services;
 mod tenants;
 
