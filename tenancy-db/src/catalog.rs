@@ -110,7 +110,7 @@ impl CatalogStore {
             CatalogStore::Postgres(server) => server
                 .begin_catalog()
                 .await
-                .map(Tx::Postgres)
+                .map(Tx::postgres)
                 .map_err(catalog_error),
             CatalogStore::Sqlite(server) => server
                 .begin(&FileKey::Platform)

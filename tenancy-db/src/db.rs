@@ -132,18 +132,18 @@ impl TenantDb {
             (Server::Postgres(pg), IsolationMode::Database) => pg
                 .begin(&Target::Tenant(id.clone()), Binding::Connection)
                 .await
-                .map(Tx::Postgres)?,
+                .map(Tx::postgres)?,
             (Server::Postgres(pg), IsolationMode::Schema) => {
                 let role = pg.names.tenant(&id);
                 let target = Target::Shared(pg.names.shard_of(&role));
-                pg.begin(&target, Binding::Schema(role))
+                pg.begin_shared(&target, Binding::Schema(role), &id)
                     .await
-                    .map(Tx::Postgres)?
+                    .map(Tx::postgres)?
             }
             (Server::Postgres(pg), IsolationMode::Row) => pg
-                .begin(&Target::Shared(0), Binding::Row(id.clone()))
+                .begin_shared(&Target::Shared(0), Binding::Row(id.clone()), &id)
                 .await
-                .map(Tx::Postgres)?,
+                .map(Tx::postgres)?,
             (Server::Sqlite(sqlite), IsolationMode::Database) => sqlite
                 .begin(&FileKey::Tenant(id.clone()))
                 .await

@@ -37,11 +37,17 @@ impl Drop for FailOnDrop<'_> {
 /// A transaction on PostgreSQL or SQLite, with or without a tenant: the portable statement
 /// methods shared by [`Transaction`] and the platform's own work (catalog, migrations).
 pub(crate) enum Tx {
-    Postgres(PgTransaction),
+    /// Boxed: a PostgreSQL transaction carries its pooled connection and its limits, several
+    /// times the size of a SQLite one.
+    Postgres(Box<PgTransaction>),
     Sqlite(SqliteTransaction),
 }
 
 impl Tx {
+    pub(crate) fn postgres(tx: PgTransaction) -> Tx {
+        Tx::Postgres(Box::new(tx))
+    }
+
     pub(crate) async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, Error> {
         match self {
             Tx::Postgres(tx) => tx.execute(sql, params).await,

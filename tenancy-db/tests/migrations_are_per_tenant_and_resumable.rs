@@ -34,6 +34,11 @@ fn three_migrations() -> Migrations {
     Migrations::new(list).unwrap()
 }
 
+/// How soon the release's handle sees tenants made through the first one.
+fn release_ttl() -> std::time::Duration {
+    std::time::Duration::from_millis(300)
+}
+
 async fn has_status_and_capas(db: &TenantDb, ctx: &TenantContext) -> bool {
     let mut tx = db.transaction(ctx).await.unwrap();
     let ok = tx.query("SELECT status FROM records", &[]).await.is_ok()
@@ -60,7 +65,9 @@ async fn postgres_tenants_migrate_resume_and_refuse_edits() {
         .await
         .unwrap();
 
-    let release = fixture.reopen(three_migrations());
+    let release = fixture.reopen_with(three_migrations(), |config| {
+        config.catalog_cache_ttl = release_ttl();
+    });
     let seen = Mutex::new(Vec::new());
     let report = release
         .platform()
@@ -137,8 +144,11 @@ async fn postgres_tenants_migrate_resume_and_refuse_edits() {
     }
     assert!(has_status_and_capas(&release, &schema_bad).await);
 
-    // A tenant created after the release starts fully migrated (from the template).
+    // A tenant created after the release starts fully migrated (from the template). It is
+    // created through the old handle, so the release admits it once its catalog replica
+    // is next brought up to date.
     let late = fixture.tenant("late", IsolationMode::Database).await;
+    tokio::time::sleep(release_ttl() + std::time::Duration::from_millis(100)).await;
     assert!(has_status_and_capas(&release, &late).await);
 
     // Editing an applied migration, or running an older program, is refused everywhere.

@@ -3,6 +3,7 @@
 mod config;
 mod error;
 mod pools;
+mod shares;
 mod stats;
 
 pub use deadpool;
@@ -10,4 +11,5 @@ pub use deadpool;
 pub use config::PoolsConfig;
 pub use error::{Error, ErrorKind};
 pub use pools::{Connection, Lease, TenantPools};
+pub use shares::{Share, Shares};
 pub use stats::PoolStats;

@@ -67,6 +67,18 @@ pub(crate) async fn connect(config: &Config, tls: &Tls) -> Result<Client, tokio_
     Ok(client)
 }
 
+/// Asks the server to cancel the statement running on the connection `token` belongs to,
+/// through a connection of its own to the same server (the cancel protocol).
+pub(crate) async fn cancel(
+    config: &Config,
+    token: tokio_postgres::CancelToken,
+) -> Result<(), tokio_postgres::Error> {
+    match open(config).await?.0 {
+        Socket::Tcp(stream) => token.cancel_query_raw(stream, NoTls).await,
+        Socket::Unix(stream) => token.cancel_query_raw(stream, NoTls).await,
+    }
+}
+
 /// `error` as the driver's own error type, as a failed connection: tokio-postgres makes its
 /// errors itself, so it is handed a stream that fails with `error`.
 async fn as_driver_error(config: &Config, error: io::Error) -> tokio_postgres::Error {

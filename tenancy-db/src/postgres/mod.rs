@@ -26,10 +26,11 @@ mod transaction;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tenancy_core::naming::Naming;
 use tenancy_core::{ServerName, TenantId};
-use tenancy_pool::{PoolStats, PoolsConfig, TenantPools};
+use tenancy_pool::{PoolStats, PoolsConfig, Shares, TenantPools};
 
 use self::address::ServerAddress;
 pub(crate) use self::session::APPLICATION_SEARCH_PATH;
@@ -38,6 +39,10 @@ pub(crate) use self::transaction::{Binding, PgTransaction};
 use crate::config::PostgresServer;
 use crate::credentials::{BindingKey, Secret};
 use crate::error::{Error, ErrorKind};
+
+/// How much longer than the server's statement timeout a statement may run before this
+/// crate cancels it: the server's own timeout normally ends it first.
+const STATEMENT_GRACE: Duration = Duration::from_secs(1);
 
 /// The custom setting that carries the tenant of a row-level transaction.
 pub const TENANT_SETTING: &str = "app.tenant_id";
@@ -151,6 +156,10 @@ pub(crate) struct PgServer {
     pub(crate) binding_key: BindingKey,
     /// Whether the row-level binding is sealed (`PostgresServer::sealed_row_binding`).
     pub(crate) sealed_row_binding: bool,
+    /// Each schema or row-level tenant's cap within the shared database's pools.
+    shares: Shares<TenantId>,
+    /// The statement timeout and a grace, enforced here too: see `PgTransaction::abandon`.
+    statement_limit: Option<Duration>,
     pub(crate) pools: TenantPools<Target, PgManager>,
     /// The connections set aside for the catalog, on the server that holds it.
     catalog_pools: Option<TenantPools<Target, PgManager>>,
@@ -233,7 +242,7 @@ impl PgServer {
                     pg.options(&options);
                 }
                 PgManager {
-                    config: pg,
+                    config: Arc::new(pg),
                     tls: address.tls.clone(),
                     expected: Expected {
                         role,
@@ -264,7 +273,17 @@ impl PgServer {
             catalog.max_connections_per_pool = catalog_connections;
             (pools_with(tenants)?, Some(pools_with(catalog)?))
         };
+        let per_pool = pools.config().max_connections_per_pool;
+        let shares = Shares::new(
+            config
+                .max_connections_per_shared_tenant
+                .unwrap_or(per_pool.div_ceil(2)),
+        );
         Ok(PgServer {
+            shares,
+            statement_limit: config
+                .statement_timeout
+                .map(|timeout| timeout + STATEMENT_GRACE),
             name: config.name.clone(),
             names,
             binding_key: secret.binding_key(),
@@ -299,6 +318,7 @@ impl PgServer {
             connection,
             &Binding::Connection,
             &self.binding_key,
+            self.statement_limit,
         ))
     }
 
@@ -315,11 +335,35 @@ impl PgServer {
         binding: Binding,
     ) -> Result<PgTransaction, Error> {
         let connection = self.connection(target).await?;
+        let limit = match target {
+            Target::Tenant(_) | Target::Shared(_) | Target::Catalog => self.statement_limit,
+            _ => None,
+        };
         Ok(PgTransaction::begin(
             connection,
             &binding,
             &self.binding_key,
+            limit,
         ))
+    }
+
+    /// A transaction of `tenant` on a shared database (`Target::Shared`): the tenant's
+    /// share of that pool is taken first, and held as long as the transaction, so one
+    /// tenant cannot hold every connection other tenants need.
+    pub(crate) async fn begin_shared(
+        &self,
+        target: &Target,
+        binding: Binding,
+        tenant: &TenantId,
+    ) -> Result<PgTransaction, Error> {
+        let share = self
+            .shares
+            .acquire(tenant, self.pools.config().acquire_timeout)
+            .await
+            .map_err(Error::from_pool)?;
+        let mut tx = self.begin(target, binding).await?;
+        tx.hold(share);
+        Ok(tx)
     }
 }
 

@@ -309,7 +309,7 @@ impl PgServer {
         };
         self.begin(&Self::owner_of(database), binding)
             .await
-            .map(Tx::Postgres)
+            .map(Tx::postgres)
     }
 
     /// Migrates a database (or a schema of one) as the owner, then closes the owner's

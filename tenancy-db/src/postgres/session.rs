@@ -14,6 +14,7 @@
 //! is closed instead of returned.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::ClientWrapper;
@@ -89,6 +90,8 @@ struct Lent {
 pub(crate) struct PgClient {
     client: ClientWrapper,
     lent: Option<Box<Lent>>,
+    /// Where the connection goes: a cancel request goes there too.
+    config: Arc<tokio_postgres::Config>,
 }
 
 impl std::ops::Deref for PgClient {
@@ -113,6 +116,13 @@ impl PgClient {
     /// (only their bindings name it).
     pub(crate) fn pid(&self) -> Option<i32> {
         self.lent.as_ref().map(|lent| lent.pid)
+    }
+
+    /// Asks the server to cancel the statement running on this connection; bounded, and
+    /// best effort (the connection is discarded whatever the outcome).
+    pub(crate) async fn cancel(&self) {
+        let request = super::connect::cancel(&self.config, self.client.cancel_token());
+        let _ = tokio::time::timeout(Duration::from_secs(2), request).await;
     }
 
     /// Whether other tenants borrow this connection after this transaction, so it must
@@ -217,7 +227,7 @@ impl From<tokio_postgres::Error> for SessionError {
 
 /// A deadpool manager of checked sessions to one target.
 pub(crate) struct PgManager {
-    pub(crate) config: tokio_postgres::Config,
+    pub(crate) config: Arc<tokio_postgres::Config>,
     pub(crate) tls: Tls,
     pub(crate) expected: Expected,
 }
@@ -317,7 +327,11 @@ impl Manager for PgManager {
             })),
             None => None,
         };
-        Ok(PgClient { client, lent })
+        Ok(PgClient {
+            client,
+            lent,
+            config: Arc::clone(&self.config),
+        })
     }
 
     async fn recycle(&self, client: &mut PgClient, _: &Metrics) -> RecycleResult<SessionError> {

@@ -13,10 +13,12 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use futures::TryStreamExt;
 use futures::future::join;
 use tenancy_core::TenantId;
+use tenancy_pool::Share;
 
 use super::{PgConnection, TENANT_SETTING, ident, literal};
 use crate::credentials::BindingKey;
@@ -75,17 +77,39 @@ pub(crate) struct PgTransaction {
     /// A statement failed: PostgreSQL has aborted the transaction, and would answer a
     /// `COMMIT` with a silent rollback. Set so that `commit` reports it.
     failed: AtomicBool,
+    /// The tenant's share of a shared pool, held as long as the connection.
+    share: Option<Share<TenantId>>,
+    /// The longest a statement may take, measured here: the server's statement timeout
+    /// and a grace, so that a statement that lifted the server's own limit is still
+    /// stopped. `None` for platform work.
+    limit: Option<Duration>,
+    /// A statement outran `limit`: the connection is in an unknown state and is closed,
+    /// not ended, when the transaction is.
+    abandoned: AtomicBool,
 }
 
 impl PgTransaction {
     /// A transaction on `connection`; nothing is sent until its first statement.
-    pub(crate) fn begin(connection: PgConnection, binding: &Binding, key: &BindingKey) -> Self {
+    pub(crate) fn begin(
+        connection: PgConnection,
+        binding: &Binding,
+        key: &BindingKey,
+        limit: Option<Duration>,
+    ) -> Self {
         PgTransaction {
+            limit,
+            abandoned: AtomicBool::new(false),
             begin: binding.begin_sql(connection.pid(), key),
             connection: Some(connection),
             begun: AtomicBool::new(false),
             failed: AtomicBool::new(false),
+            share: None,
         }
+    }
+
+    /// Holds `share` until the transaction ends.
+    pub(crate) fn hold(&mut self, share: Share<TenantId>) {
+        self.share = Some(share);
     }
 
     fn connection(&self) -> Result<&PgConnection, Error> {
@@ -110,21 +134,53 @@ impl PgTransaction {
         // unknown: if this future is dropped in between, the transaction is failed, so it
         // can only be rolled back (in order, after what was sent), never committed.
         let in_flight = FailOnDrop(&self.failed);
-        if self.begun.swap(true, Ordering::Relaxed) {
-            let result = statement(connection).await;
-            std::mem::forget(in_flight);
-            return self.watch(result);
-        }
-        // Both messages are written on the first poll, `BEGIN` first.
-        let (begun, result) =
-            join(connection.batch_execute(&self.begin), statement(connection)).await;
+        let first = !self.begun.swap(true, Ordering::Relaxed);
+        let work = async {
+            if first {
+                // Both messages are written on the first poll, `BEGIN` first.
+                let (begun, result) =
+                    join(connection.batch_execute(&self.begin), statement(connection)).await;
+                // If the binding failed, the server aborted the transaction, and so refused
+                // the statement: report why.
+                let begun =
+                    begun.map_err(|e| Error::postgres("beginning the tenant's transaction", e));
+                (begun, result)
+            } else {
+                (Ok(()), statement(connection).await)
+            }
+        };
+        let outcome = match self.limit {
+            None => Some(work.await),
+            Some(limit) => tokio::time::timeout(limit, work).await.ok(),
+        };
         std::mem::forget(in_flight);
+        let Some((begun, result)) = outcome else {
+            return Err(self.abandon(connection).await);
+        };
         if let Err(error) = begun {
-            // The server aborted the transaction, and so refused the statement: report why.
             self.failed.store(true, Ordering::Relaxed);
-            return Err(Error::postgres("beginning the tenant's transaction", error));
+            return Err(error);
         }
         self.watch(result)
+    }
+
+    /// A statement outlived the server's own statement timeout: a statement of this
+    /// transaction lifted it (`SET LOCAL statement_timeout = 0`), which a tenant's SQL may
+    /// not do. The statement is cancelled on the server, the transaction failed, and the
+    /// connection closed when the transaction ends.
+    async fn abandon(&self, connection: &PgConnection) -> Error {
+        self.failed.store(true, Ordering::Relaxed);
+        self.abandoned.store(true, Ordering::Relaxed);
+        connection.cancel().await;
+        Error::new(
+            ErrorKind::Query,
+            format!(
+                "a statement ran past the deployment's statement timeout ({:?} with grace), \
+                 which a statement of this transaction must have lifted: it was cancelled, \
+                 nothing of the transaction is kept, and its connection is closed",
+                self.limit.unwrap_or_default()
+            ),
+        )
     }
 
     /// Marks the transaction failed when `result` is an error.
@@ -210,6 +266,12 @@ impl PgTransaction {
     /// statement changed for the session (a `SET` without `LOCAL`, `SET ROLE`, `PREPARE`,
     /// `LISTEN`) never reaches the next borrower.
     async fn finish(&mut self, end: End) -> Result<(), Error> {
+        if self.abandoned.load(Ordering::Relaxed) {
+            if let Some(connection) = self.connection.take() {
+                connection.discard();
+            }
+            return Ok(());
+        }
         if !self.begun.load(Ordering::Relaxed) {
             // Nothing was sent: the connection is as it was lent.
             self.connection.take();
