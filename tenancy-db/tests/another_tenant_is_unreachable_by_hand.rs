@@ -298,25 +298,30 @@ async fn a_sqlite_tenant_cannot_attach_another_tenants_file() {
     );
 }
 
+/// The driver's own client, handed out inside a tenant transaction, keeps its connection
+/// when the session is as it was lent, and loses it when a statement sent through it left
+/// state behind: the same end-of-transaction check as every other statement.
 #[tokio::test]
-async fn a_shared_connection_handed_out_raw_is_not_reused() {
+async fn a_raw_client_keeps_its_connection_only_while_the_session_is_clean() {
     let fixture = TestDb::new(Backend::Postgres, records()).await;
     for isolation in [IsolationMode::Schema, IsolationMode::Row] {
         let acme = fixture.tenant("acme", isolation).await;
-        let before = fixture.db.pool_stats(fixture.server()).unwrap().discarded;
-        let mut tx = fixture.db.transaction(&acme).await.unwrap();
-        // A session-level setting this crate did not make and cannot see.
-        let client = tx.as_postgres().await.unwrap().expect("PostgreSQL");
-        client
-            .batch_execute("SET search_path TO pg_catalog")
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-        let after = fixture.db.pool_stats(fixture.server()).unwrap().discarded;
-        assert_eq!(
-            after,
-            before + 1,
-            "{isolation}: the connection went back to the pool"
-        );
+        let discarded = || fixture.db.pool_stats(fixture.server()).unwrap().discarded;
+        for (statement, kept) in [
+            ("SELECT 1", true),
+            ("SET LOCAL search_path TO pg_catalog", true),
+            ("SET search_path TO pg_catalog", false),
+        ] {
+            let before = discarded();
+            let mut tx = fixture.db.transaction(&acme).await.unwrap();
+            let client = tx.as_postgres().await.unwrap().expect("PostgreSQL");
+            client.batch_execute(statement).await.unwrap();
+            tx.commit().await.unwrap();
+            assert_eq!(
+                discarded() == before,
+                kept,
+                "{isolation}: `{statement}` left the session as it was lent: {kept}"
+            );
+        }
     }
 }

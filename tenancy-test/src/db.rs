@@ -73,6 +73,40 @@ fn records_migration(row_level: &str) -> Migration {
         .sqlite("CREATE TABLE records (id integer PRIMARY KEY, title text NOT NULL)")
 }
 
+/// The certificate authority that signed the test PostgreSQL server's certificate (made
+/// for `localhost` by `.ci/run`): `TENANCY_TEST_POSTGRES_CA`, or where `.ci/run` puts it.
+///
+/// # Panics
+///
+/// When the file is missing, with the command that makes it.
+pub fn postgres_ca() -> PathBuf {
+    tls_file("TENANCY_TEST_POSTGRES_CA", "ca.crt")
+}
+
+/// A certificate authority that signed nothing the test server presents:
+/// `TENANCY_TEST_POSTGRES_OTHER_CA`, or where `.ci/run` puts it.
+///
+/// # Panics
+///
+/// When the file is missing, with the command that makes it.
+pub fn other_ca() -> PathBuf {
+    tls_file("TENANCY_TEST_POSTGRES_OTHER_CA", "other-ca.crt")
+}
+
+fn tls_file(var: &str, name: &str) -> PathBuf {
+    let path = std::env::var_os(var).map_or_else(
+        || PathBuf::from("/var/lib/postgresql/tenancy-tls").join(name),
+        PathBuf::from,
+    );
+    assert!(
+        path.is_file(),
+        "{} is missing ({var}): the test PostgreSQL server has no test certificate. Run \
+         `.ci/run`, whose step `configure_postgres_tls` makes one and turns TLS on.",
+        path.display()
+    );
+    path
+}
+
 /// Where a fixture keeps its tenants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
