@@ -131,3 +131,68 @@ async fn the_catalog_is_reachable_while_tenants_hold_the_rest_of_the_budget() {
         tx.commit().await.unwrap();
     }
 }
+
+/// One row-level tenant with many slow requests holds at most its share of the shared
+/// database's pool; another tenant's transactions go through while the slow ones are
+/// still running, instead of queueing behind them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenant_cannot_hold_every_connection_of_a_shared_pool() {
+    let fixture = TestDb::with_config(Backend::Postgres, records(), |config| {
+        let mut pool = tenancy_test::db::test_pool();
+        pool.max_connections_per_pool = 4;
+        pool.acquire_timeout = Duration::from_secs(20);
+        *config = config.clone().pool(&pool);
+    })
+    .await;
+    let hog = fixture.tenant("hog", IsolationMode::Row).await;
+    let other = fixture.tenant("other", IsolationMode::Row).await;
+    let finished = Arc::new(AtomicI64::new(0));
+    let slow: Vec<_> = (0..8)
+        .map(|_| {
+            let (db, hog, finished) = (fixture.db.clone(), hog.clone(), Arc::clone(&finished));
+            hog.clone().spawn(async move {
+                let mut tx = db.transaction(&hog).await.unwrap();
+                tx.batch("SELECT pg_sleep(1.5)").await.unwrap();
+                tx.commit().await.unwrap();
+                finished.fetch_add(1, Ordering::SeqCst);
+            })
+        })
+        .collect();
+
+    // Wait until the hog holds all it may: half the pool (2 of 4) by default.
+    let admin = fixture.superuser("postgres").await;
+    let app = fixture.db.naming().platform_sql_name("app");
+    let sleeping = || async {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE usename = $1 AND query LIKE '%pg_sleep(1.5)%'",
+                &[&app],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while sleeping().await < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hog never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for n in 0..5 {
+        add_record(&fixture.db, &other, n, "quick").await;
+    }
+    assert_eq!(all_titles(&fixture.db, &other).await.len(), 5);
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        0,
+        "the other tenant went through while the hog's first requests were still running"
+    );
+    assert_eq!(sleeping().await, 2, "the hog held more than its share");
+    for task in slow {
+        task.await.unwrap();
+    }
+    assert_eq!(finished.load(Ordering::SeqCst), 8);
+}

@@ -43,8 +43,9 @@ fn base36(mut n: u64, width: usize) -> String {
     String::from_utf8(out).expect("base-36 digits are ASCII")
 }
 
-/// A naming prefix no other fixture, in this run or another, uses.
-fn unique_prefix() -> String {
+/// A naming prefix no other fixture, in this run or another, uses; swept like a fixture's
+/// when a run that made it crashed.
+pub fn unique_prefix() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = u64::from(NEXT.fetch_add(1, Ordering::Relaxed));
     let process = u64::from(std::process::id());
