@@ -51,6 +51,14 @@ impl Secret {
         hex(&mac.finalize().into_bytes())
     }
 
+    /// The value of the tenant setting (`app.tenant_id`) that binds a row-level transaction
+    /// to `tenant` on the connection served by server process `pid`, with the proof a
+    /// sealed policy checks: for an operator who must act as a row-level tenant by hand
+    /// (`SET LOCAL app.tenant_id = '..'` in psql, after `SELECT pg_backend_pid()`).
+    pub fn row_binding(&self, pid: i32, tenant: &tenancy_core::TenantId) -> String {
+        self.binding_key().bound_value(pid, tenant)
+    }
+
     /// The key that seals row-level bindings (see [`BindingKey`]).
     pub(crate) fn binding_key(&self) -> BindingKey {
         let mut mac = Hmac::<Sha256>::new_from_slice(self.0.as_bytes())

@@ -108,6 +108,22 @@ fn tls_file(var: &str, name: &str) -> PathBuf {
     path
 }
 
+/// Turns TLS off for every PostgreSQL server of `config` (`sslmode=disable` in its admin
+/// URL): for benchmarks that compare with a raw pool that does not encrypt either. The test
+/// server offers TLS, and `prefer`, the default, takes it.
+pub fn without_tls(config: &mut DbConfig) {
+    for server in &mut config.servers {
+        if let tenancy_db::ServerConfig::Postgres(server) = server {
+            let separator = if server.admin_url.contains('?') {
+                '&'
+            } else {
+                '?'
+            };
+            server.admin_url = format!("{}{separator}sslmode=disable", server.admin_url);
+        }
+    }
+}
+
 /// Where a fixture keeps its tenants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

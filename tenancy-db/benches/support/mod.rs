@@ -212,7 +212,7 @@ where
 }
 
 /// A deployment that outlives one benchmark run (its tenants are slow to make), with the
-/// naming prefix `prefix`, its server budget `budget`, and `migrations`.
+/// naming prefix `prefix`, its server budget `budget`, and `migrations`; without TLS.
 pub fn long_lived_db(prefix: &str, budget: &PoolsConfig, migrations: Migrations) -> TenantDb {
     let secret = Secret::new(tenancy_test::db::TEST_SECRET).expect("a long secret");
     let mut config = DbConfig::postgres(Service::Postgres.require(), secret)
@@ -220,6 +220,8 @@ pub fn long_lived_db(prefix: &str, budget: &PoolsConfig, migrations: Migrations)
         .pool(budget);
     config.migration_parallelism = 8;
     config = config.schema_role_shards(setting("TENANCY_BENCH_ROLE_SHARDS", 1));
+    // In the clear, like PgBouncer and the raw pools it is compared with.
+    tenancy_test::db::without_tls(&mut config);
     if let Ok(seconds) = std::env::var("TENANCY_BENCH_CATALOG_TTL_S") {
         config.catalog_cache_ttl = Duration::from_secs(seconds.parse().expect("seconds"));
     }

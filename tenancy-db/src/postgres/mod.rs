@@ -34,6 +34,7 @@ use tenancy_pool::{PoolStats, PoolsConfig, Shares, TenantPools};
 
 use self::address::ServerAddress;
 pub(crate) use self::session::APPLICATION_SEARCH_PATH;
+pub(crate) use self::session::RETURNED as SESSION_CHECK;
 use self::session::{Expected, PgManager, Shared, millis};
 pub(crate) use self::transaction::{Binding, PgTransaction};
 use crate::config::PostgresServer;

@@ -65,7 +65,7 @@ const OPENED: &str = "SELECT pg_catalog.pg_backend_pid(), session_user, current_
 /// Run after every transaction on a shared connection, pipelined with `COMMIT`: whatever a
 /// statement left behind that would outlive the transaction. Session-level advisory locks
 /// need no check here: `Platform::prepare` revokes the functions that take them.
-const RETURNED: &str = "SELECT current_user = session_user, \
+pub(crate) const RETURNED: &str = "SELECT current_user = session_user, \
      pg_catalog.current_setting('search_path'), \
      pg_catalog.current_setting('statement_timeout'), \
      pg_catalog.current_setting('idle_in_transaction_session_timeout'), \
