@@ -9,10 +9,13 @@
 //! - [`operator`]: a platform context for fixtures.
 //! - [`bench`](mod@bench): a side-by-side benchmark harness that prints ratios.
 //! - `db` (feature `db`): a prepared `TenantDb` per test, torn down when the test ends.
+//! - `redis` (feature `redis`): a Redis server of the test's own, which it may stop.
 
 pub mod bench;
 #[cfg(feature = "db")]
 pub mod db;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod services;
 mod tenants;
 

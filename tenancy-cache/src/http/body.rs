@@ -55,6 +55,13 @@ impl<B: Body> ResponseBody<B> {
     }
 }
 
+/// A body of text: what a layer outside the cache (`TenantLayer`'s refusals) answers with.
+impl<B: Body> From<String> for ResponseBody<B> {
+    fn from(text: String) -> Self {
+        ResponseBody::buffered(Bytes::from(text), None)
+    }
+}
+
 impl<B> Body for ResponseBody<B>
 where
     B: Body<Data = Bytes>,
