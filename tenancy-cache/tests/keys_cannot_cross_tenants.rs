@@ -22,10 +22,17 @@ async fn the_same_key_at_two_tenants_is_two_values() {
         let mut cleanup = Cleanup::new(&cache);
         let (a, b) = (cleanup.tenant("acme"), cleanup.tenant("beta"));
         // The brief's widget: user #4271 exists at both firms.
-        let (at_a, at_b) = (cache.tenant(&ctx(&a, "4271")), cache.tenant(&ctx(&b, "4271")));
+        let (at_a, at_b) = (
+            cache.tenant(&ctx(&a, "4271")),
+            cache.tenant(&ctx(&b, "4271")),
+        );
         let key = "user:4271:recent_activity";
         at_a.set(key, &vec!["CAPA-17 acme"], MINUTE).await.unwrap();
-        assert_eq!(at_b.get::<Vec<String>>(key).await.unwrap(), None, "{kind:?}");
+        assert_eq!(
+            at_b.get::<Vec<String>>(key).await.unwrap(),
+            None,
+            "{kind:?}"
+        );
         at_b.set(key, &vec!["CAPA-3 beta"], MINUTE).await.unwrap();
         assert_eq!(
             at_a.get::<Vec<String>>(key).await.unwrap().unwrap(),
@@ -39,8 +46,15 @@ async fn the_same_key_at_two_tenants_is_two_values() {
         );
         assert!(at_a.delete(key).await.unwrap(), "{kind:?}");
         assert!(!at_a.delete(key).await.unwrap(), "{kind:?}");
-        assert_eq!(at_a.get::<Vec<String>>(key).await.unwrap(), None, "{kind:?}");
-        assert!(at_b.get::<Vec<String>>(key).await.unwrap().is_some(), "{kind:?}");
+        assert_eq!(
+            at_a.get::<Vec<String>>(key).await.unwrap(),
+            None,
+            "{kind:?}"
+        );
+        assert!(
+            at_b.get::<Vec<String>>(key).await.unwrap().is_some(),
+            "{kind:?}"
+        );
         assert_eq!(cache.stats().tag_mismatches, 0, "{kind:?}");
     }
 }
@@ -119,12 +133,18 @@ async fn hostile_caller_keys_stay_in_their_tenant_and_slot() {
                 cmd.arg("KEYSLOT").arg(key);
                 cmd
             };
-            let attacker_slot: u16 = slot(attacker.to_string()).query_async(&mut conn).await.unwrap();
+            let attacker_slot: u16 = slot(attacker.to_string())
+                .query_async(&mut conn)
+                .await
+                .unwrap();
             for key in attacker_keys {
                 let got: u16 = slot(key.clone()).query_async(&mut conn).await.unwrap();
                 assert_eq!(got, attacker_slot, "{key}");
             }
-            let victim_slot: u16 = slot(victim.to_string()).query_async(&mut conn).await.unwrap();
+            let victim_slot: u16 = slot(victim.to_string())
+                .query_async(&mut conn)
+                .await
+                .unwrap();
             for key in victim_keys {
                 let got: u16 = slot(key.clone()).query_async(&mut conn).await.unwrap();
                 assert_eq!(got, victim_slot, "{key}");
@@ -139,13 +159,28 @@ async fn values_expire_after_their_ttl() {
         let cache = cache(kind);
         let mut cleanup = Cleanup::new(&cache);
         let tenant = cache.tenant(&ctx(&cleanup.tenant("ttl"), "u1"));
-        tenant.set("short", &1, Duration::from_millis(300)).await.unwrap();
+        tenant
+            .set("short", &1, Duration::from_millis(300))
+            .await
+            .unwrap();
         tenant.set("long", &2, MINUTE).await.unwrap();
-        assert_eq!(tenant.get::<i32>("short").await.unwrap(), Some(1), "{kind:?}");
+        assert_eq!(
+            tenant.get::<i32>("short").await.unwrap(),
+            Some(1),
+            "{kind:?}"
+        );
         tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!(tenant.get::<i32>("short").await.unwrap(), None, "{kind:?}");
-        assert_eq!(tenant.get::<i32>("long").await.unwrap(), Some(2), "{kind:?}");
-        for bad in [Duration::ZERO, Duration::from_micros(999), tenancy_cache::MAX_TTL * 2] {
+        assert_eq!(
+            tenant.get::<i32>("long").await.unwrap(),
+            Some(2),
+            "{kind:?}"
+        );
+        for bad in [
+            Duration::ZERO,
+            Duration::from_micros(999),
+            tenancy_cache::MAX_TTL * 2,
+        ] {
             let err = tenant.set("x", &1, bad).await.unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidTtl, "{kind:?}");
         }
@@ -190,7 +225,10 @@ async fn get_or_compute_computes_once_under_concurrency() {
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Compute, "{kind:?}");
-        assert!(!err.to_string().contains("database down"), "the cause is pasted: {err}");
+        assert!(
+            !err.to_string().contains("database down"),
+            "the cause is pasted: {err}"
+        );
         assert_eq!(tenant.get::<String>("broken").await.unwrap(), None);
         // A value of another type is recomputed, not an error.
         tenant.set("typed", &"text", MINUTE).await.unwrap();
@@ -216,9 +254,11 @@ async fn counters_are_atomic_and_per_tenant() {
         let mut calls = Vec::new();
         for _ in 0..40 {
             let a = a.clone();
-            calls.push(a.context().clone().spawn(async move {
-                a.increment("logins", 1, MINUTE).await.unwrap()
-            }));
+            calls.push(
+                a.context()
+                    .clone()
+                    .spawn(async move { a.increment("logins", 1, MINUTE).await.unwrap() }),
+            );
         }
         let mut seen: Vec<i64> = Vec::new();
         for call in calls {
@@ -227,9 +267,17 @@ async fn counters_are_atomic_and_per_tenant() {
         seen.sort_unstable();
         assert_eq!(seen, (1..=40).collect::<Vec<_>>(), "{kind:?}");
         assert_eq!(a.counter("logins").await.unwrap(), Some(40), "{kind:?}");
-        assert_eq!(a.increment("logins", -5, MINUTE).await.unwrap(), 35, "{kind:?}");
+        assert_eq!(
+            a.increment("logins", -5, MINUTE).await.unwrap(),
+            35,
+            "{kind:?}"
+        );
         assert_eq!(b.counter("logins").await.unwrap(), None, "{kind:?}");
-        assert_eq!(b.increment("logins", 2, MINUTE).await.unwrap(), 2, "{kind:?}");
+        assert_eq!(
+            b.increment("logins", 2, MINUTE).await.unwrap(),
+            2,
+            "{kind:?}"
+        );
     }
 }
 
@@ -246,8 +294,16 @@ async fn invalidation_hides_every_value_of_one_tenant_at_once() {
         }
         at_a.invalidate().await.unwrap();
         for i in 0..10 {
-            assert_eq!(at_a.get::<i32>(&format!("k{i}")).await.unwrap(), None, "{kind:?}");
-            assert_eq!(at_b.get::<i32>(&format!("k{i}")).await.unwrap(), Some(i), "{kind:?}");
+            assert_eq!(
+                at_a.get::<i32>(&format!("k{i}")).await.unwrap(),
+                None,
+                "{kind:?}"
+            );
+            assert_eq!(
+                at_b.get::<i32>(&format!("k{i}")).await.unwrap(),
+                Some(i),
+                "{kind:?}"
+            );
         }
         at_a.set("k0", &100, MINUTE).await.unwrap();
         assert_eq!(at_a.get::<i32>("k0").await.unwrap(), Some(100), "{kind:?}");
@@ -267,10 +323,18 @@ async fn invalidation_reaches_other_nodes_within_the_refresh() {
         let node_2 = Cache::new(common::config(kind).generation_refresh(refresh)).unwrap();
         let mut cleanup = Cleanup::new(&node_1);
         let tenant = cleanup.tenant("nodes");
-        node_1.tenant(&ctx(&tenant, "u1")).set("k", &1, MINUTE).await.unwrap();
+        node_1
+            .tenant(&ctx(&tenant, "u1"))
+            .set("k", &1, MINUTE)
+            .await
+            .unwrap();
         let on_2 = node_2.tenant(&ctx(&tenant, "u1"));
         assert_eq!(on_2.get::<i32>("k").await.unwrap(), Some(1), "{kind:?}");
-        node_1.tenant(&ctx(&tenant, "u1")).invalidate().await.unwrap();
+        node_1
+            .tenant(&ctx(&tenant, "u1"))
+            .invalidate()
+            .await
+            .unwrap();
         tokio::time::sleep(refresh + Duration::from_millis(100)).await;
         assert_eq!(on_2.get::<i32>("k").await.unwrap(), None, "{kind:?}");
     }
@@ -311,13 +375,25 @@ async fn purging_acme_never_touches_acme_corp() {
             assert!(keys_matching(kind, &prefix).await.is_empty(), "{kind:?}");
         }
         for i in 0..50 {
-            assert_eq!(at_acme.get::<i32>(&format!("k{i}")).await.unwrap(), None, "{kind:?}");
-            assert_eq!(at_corp.get::<i32>(&format!("k{i}")).await.unwrap(), Some(i), "{kind:?}");
+            assert_eq!(
+                at_acme.get::<i32>(&format!("k{i}")).await.unwrap(),
+                None,
+                "{kind:?}"
+            );
+            assert_eq!(
+                at_corp.get::<i32>(&format!("k{i}")).await.unwrap(),
+                Some(i),
+                "{kind:?}"
+            );
         }
         assert_eq!(at_acme.get::<i32>("after").await.unwrap(), None, "{kind:?}");
         // The tenant can use its cache again after a purge.
         at_acme.set("again", &1, MINUTE).await.unwrap();
-        assert_eq!(at_acme.get::<i32>("again").await.unwrap(), Some(1), "{kind:?}");
+        assert_eq!(
+            at_acme.get::<i32>("again").await.unwrap(),
+            Some(1),
+            "{kind:?}"
+        );
     }
 }
 
@@ -345,7 +421,11 @@ async fn a_value_tagged_for_another_key_is_a_miss_and_an_alarm() {
         };
         plant(kind, &a_key, &b_value).await;
         let before = cache.stats();
-        assert_eq!(at_a.get::<String>("widget").await.unwrap(), None, "{kind:?}");
+        assert_eq!(
+            at_a.get::<String>("widget").await.unwrap(),
+            None,
+            "{kind:?}"
+        );
         let after = cache.stats();
         assert_eq!(after.tag_mismatches, before.tag_mismatches + 1, "{kind:?}");
         // The connection that carried it was closed, not reused.
@@ -356,7 +436,11 @@ async fn a_value_tagged_for_another_key_is_a_miss_and_an_alarm() {
         );
         // Raw bytes that are no envelope are a miss too, not an error.
         plant(kind, &a_key, b"\"b's\"").await;
-        assert_eq!(at_a.get::<String>("widget").await.unwrap(), None, "{kind:?}");
+        assert_eq!(
+            at_a.get::<String>("widget").await.unwrap(),
+            None,
+            "{kind:?}"
+        );
         assert_eq!(cache.stats().malformed, after.malformed + 1, "{kind:?}");
     }
 }
@@ -397,8 +481,16 @@ mod response_cache {
     use super::common::{ALL, Cleanup, MINUTE, cache};
 
     async fn body(response: Response<tenancy_cache::http::ResponseBody<String>>) -> String {
-        String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec())
-            .unwrap()
+        String::from_utf8(
+            response
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -410,8 +502,10 @@ mod response_cache {
             let catalog = InMemoryCatalog::new();
             let op = tenancy_test::operator();
             for id in [&a, &b] {
-                let placement =
-                    Placement::new(ServerName::new("embedded").unwrap(), IsolationMode::Database);
+                let placement = Placement::new(
+                    ServerName::new("embedded").unwrap(),
+                    IsolationMode::Database,
+                );
                 catalog
                     .create(&op, Tenant::new(id.clone(), "Firm", placement))
                     .unwrap();
@@ -458,7 +552,8 @@ mod response_cache {
                     assert_eq!(response.status(), StatusCode::OK);
                     let expected = if round == 0 { "miss" } else { "hit" };
                     assert_eq!(
-                        response.headers()["x-tenancy-cache"], expected,
+                        response.headers()["x-tenancy-cache"],
+                        expected,
                         "{kind:?} round {round}"
                     );
                     let text = body(response).await;

@@ -20,7 +20,12 @@ pub enum Kind {
     ClusterHashTag,
 }
 
-pub const ALL: [Kind; 4] = [Kind::InProcess, Kind::Redis, Kind::Cluster, Kind::ClusterHashTag];
+pub const ALL: [Kind; 4] = [
+    Kind::InProcess,
+    Kind::Redis,
+    Kind::Cluster,
+    Kind::ClusterHashTag,
+];
 
 pub fn secret() -> Secret {
     Secret::new("tenancy-cache-test-secret-0123456789abcdef").unwrap()
@@ -143,7 +148,11 @@ pub async fn keys_matching(kind: Kind, pattern: &str) -> Vec<String> {
             .await
             .unwrap();
         let mut iter: redis::AsyncIter<'_, String> = conn
-            .scan_options(redis::ScanOptions::default().with_pattern(pattern).with_count(1000))
+            .scan_options(
+                redis::ScanOptions::default()
+                    .with_pattern(pattern)
+                    .with_count(1000),
+            )
             .await
             .unwrap();
         while let Some(key) = iter.next_item().await {
