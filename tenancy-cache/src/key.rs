@@ -14,6 +14,8 @@
 //! the tenant unreachable at once, whatever their number; they expire by their TTL or go
 //! with the next purge.
 
+use std::fmt::Write as _;
+
 use tenancy_core::TenantId;
 use tenancy_core::naming::Naming;
 
@@ -77,7 +79,8 @@ impl KeySpace {
         let mut out = self.tenant_prefix(tenant);
         out.reserve(24 + self.namespace.len() + key.len());
         out.push('g');
-        out.push_str(itoa(generation).as_str());
+        // Formatting into the key itself: no allocation of its own.
+        let _ = write!(out, "{generation}");
         out.push(':');
         out.push_str(&self.namespace);
         out.push(':');
@@ -93,10 +96,6 @@ impl KeySpace {
         pattern.push('*');
         pattern
     }
-}
-
-fn itoa(n: u64) -> String {
-    n.to_string()
 }
 
 fn validate_namespace(namespace: &str) -> Result<(), Error> {

@@ -49,6 +49,11 @@ impl OwnRedis {
         server
     }
 
+    /// Its process id (for [`crate::bench::pin_to_cpu`]); `None` once stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Its URL.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)

@@ -384,7 +384,15 @@ impl Redis {
                 conn: Some(conn),
                 counters: &self.counters,
             };
-            match tokio::time::timeout(timeout, request.send::<T>(checkout.conn())).await {
+            // A standalone connection times its own replies out (its response timeout is
+            // the command timeout), with no timer of ours to arm on every command; a
+            // cluster connection's retries can outlast its per-node timeout, so it gets one.
+            let reply = if self.cluster {
+                tokio::time::timeout(timeout, request.send::<T>(checkout.conn())).await
+            } else {
+                Ok(request.send::<T>(checkout.conn()).await)
+            };
+            match reply {
                 Ok(Ok(value)) => {
                     // A reply that names another key than the one asked for means the
                     // connection is out of step: close it (the checkout's drop), and let
