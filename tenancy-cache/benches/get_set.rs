@@ -53,8 +53,8 @@ fn main() {
     let server = OwnRedis::start();
     let pin = std::env::var("TENANCY_BENCH_PIN").map_or(true, |v| v != "0");
     if pin {
-        let pinned = pin_to_cpu(std::process::id(), 0)
-            && pin_to_cpu(server.pid().expect("running"), 0);
+        let pinned =
+            pin_to_cpu(std::process::id(), 0) && pin_to_cpu(server.pid().expect("running"), 0);
         println!("pinned to CPU 0: {pinned}");
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -75,8 +75,8 @@ fn main() {
         .max_size(4)
         .build()
         .unwrap();
-    let cache = Cache::new(CacheConfig::new(RedisConfig::standalone(&url)).naming_prefix("bench"))
-        .unwrap();
+    let cache =
+        Cache::new(CacheConfig::new(RedisConfig::standalone(&url)).naming_prefix("bench")).unwrap();
     let ctx = TenantContext::new(
         "acme".parse().unwrap(),
         Actor::user("4271", "Jane").unwrap(),

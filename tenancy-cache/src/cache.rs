@@ -606,7 +606,7 @@ impl PlatformCache<'_> {
     }
 
     /// Deletes every key of `tenant` (values of every generation and namespace, counters,
-    /// the generation itself), with `SCAN` and `UNLINK` in batches of 1,000, on every
+    /// the generation itself), with `SCAN` and `UNLINK` in batches of 250, on every
     /// primary of a cluster. Never touches another tenant's keys, even one whose id starts
     /// with this one's. Keys written while the purge runs may survive it: in strict mode,
     /// [`deprovision`](PlatformCache::deprovision) removes the tenant's user first.

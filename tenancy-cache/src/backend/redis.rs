@@ -730,7 +730,7 @@ impl Redis {
 }
 
 /// How many keys one `SCAN` step asks for, and so the most one `UNLINK` deletes.
-pub(crate) const PURGE_BATCH: usize = 1000;
+pub(crate) const PURGE_BATCH: usize = 250;
 
 /// What a purge did.
 #[derive(Debug, Default, Clone, Copy)]

@@ -19,14 +19,15 @@ pub struct ResponseFuture<B: Body, E> {
 }
 
 enum State<B: Body, E> {
-    Ready(Option<Response<ResponseBody<B>>>),
+    // Boxed: a refusal is rare, and the future stays small.
+    Ready(Option<Box<Response<ResponseBody<B>>>>),
     Running(Running<B, E>),
 }
 
 impl<B: Body, E> ResponseFuture<B, E> {
     pub(super) fn ready(response: Response<ResponseBody<B>>) -> Self {
         ResponseFuture {
-            state: State::Ready(Some(response)),
+            state: State::Ready(Some(Box::new(response))),
         }
     }
 
@@ -47,7 +48,7 @@ impl<B: Body, E> Future for ResponseFuture<B, E> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.get_mut().state {
-            State::Ready(response) => Poll::Ready(Ok(response
+            State::Ready(response) => Poll::Ready(Ok(*response
                 .take()
                 .expect("ResponseFuture polled after completion"))),
             State::Running(future) => future.as_mut().poll(cx),
