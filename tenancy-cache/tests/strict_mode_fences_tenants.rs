@@ -72,6 +72,14 @@ fn forbidden(other_key: &str) -> Vec<redis::Cmd> {
     add(&["SCRIPT", "FLUSH"]);
     add(&["FUNCTION", "FLUSH"]);
     add(&["SUBSCRIBE", "anything"]);
+    // The connection states a next borrower did not ask for: even a bug in this crate
+    // could not put a strict-mode connection into one.
+    add(&["MULTI"]);
+    add(&["WATCH", other_key]);
+    add(&["CLIENT", "TRACKING", "ON"]);
+    add(&["CLIENT", "SETNAME", "someone-else"]);
+    // (`AUTH`, `HELLO` and `RESET` are open to every user: ACLs cannot deny them. This
+    // crate never sends them after the handshake.)
     add(&["INFO", "keyspace"]);
     add(&["SHUTDOWN", "NOSAVE"]);
     commands
