@@ -23,6 +23,7 @@ pub const MAX_PREFIX_LEN: usize = 16;
 /// assert_eq!(naming.bucket(&id), "tenancy-acme-pharma");
 /// assert_eq!(naming.key_prefix(&id), "tenancy:acme-pharma:");
 /// assert_eq!(naming.log_file(&id), "tenancy-acme-pharma.jsonl");
+/// assert_eq!(naming.hash_tagged_key_prefix(&id), "tenancy:{acme-pharma}:");
 /// # Ok::<(), tenancy_core::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +122,24 @@ impl Naming {
     pub fn log_file(&self, id: &TenantId) -> String {
         format!("{}-{}.jsonl", self.prefix, id)
     }
+
+    /// The prefix of every cache key of a tenant on a Redis Cluster where each tenant's
+    /// keys share one hash slot: `{prefix}:{{id}}:` (for example `tenancy:{acme}:`).
+    ///
+    /// Redis Cluster hashes only what lies between a key's first `{` and the first `}`
+    /// after it, so every key that starts with this prefix lands in the slot of the tenant
+    /// id, whatever follows: nothing the caller appends can move it. Neither part can
+    /// contain `:`, `{` or `}`, so one tenant's prefix is never a prefix of another's, nor
+    /// of a [`Naming::key_prefix`].
+    pub fn hash_tagged_key_prefix(&self, id: &TenantId) -> String {
+        format!("{}:{{{}}}:", self.prefix, id)
+    }
+
+    /// The Redis ACL user of a tenant, for deployments that give each tenant its own:
+    /// the same as its [`Naming::sql_name`] (`{prefix}_{id}`, `-` written `_`).
+    pub fn acl_user(&self, id: &TenantId) -> String {
+        self.sql_name(id)
+    }
 }
 
 #[cfg(test)]
@@ -184,6 +203,34 @@ mod tests {
         // Another deployment's files never meet these ones.
         let other = Naming::new("tenancya").unwrap();
         assert_ne!(other.log_file(&TenantId::new("b").unwrap()), ab);
+    }
+
+    #[test]
+    fn cache_prefixes_never_meet() {
+        let naming = Naming::new("tenancy").unwrap();
+        let acme = TenantId::new("acme").unwrap();
+        let acme_corp = TenantId::new("acme-corp").unwrap();
+        assert_eq!(naming.hash_tagged_key_prefix(&acme), "tenancy:{acme}:");
+        assert_eq!(naming.acl_user(&acme_corp), "tenancy_acme_corp");
+        let prefixes = [
+            naming.key_prefix(&acme),
+            naming.key_prefix(&acme_corp),
+            naming.hash_tagged_key_prefix(&acme),
+            naming.hash_tagged_key_prefix(&acme_corp),
+        ];
+        for (i, a) in prefixes.iter().enumerate() {
+            for (j, b) in prefixes.iter().enumerate() {
+                assert!(
+                    i == j || !b.starts_with(a.as_str()),
+                    "{a} is a prefix of {b}"
+                );
+            }
+        }
+        // The hash tag is the tenant id alone: what follows the prefix cannot change it.
+        let tagged = naming.hash_tagged_key_prefix(&acme);
+        let open = tagged.find('{').unwrap();
+        let close = open + tagged[open..].find('}').unwrap();
+        assert_eq!(&tagged[open + 1..close], "acme");
     }
 
     fn naming_bucket_len(prefix: &str, id: &str) -> usize {

@@ -10,12 +10,15 @@
 //! - [`bench`](mod@bench): a side-by-side benchmark harness that prints ratios.
 //! - `db` (feature `db`): a prepared `TenantDb` per test, torn down when the test ends.
 //! - `log` (feature `log`): a `MakeWriter` that captures log output, and canary strings.
+//! - `redis` (feature `redis`): a Redis server of the test's own, which it may stop.
 
 pub mod bench;
 #[cfg(feature = "db")]
 pub mod db;
 #[cfg(feature = "log")]
 pub mod log;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod services;
 mod tenants;
 

@@ -13,6 +13,9 @@ pub enum Service {
     Redis,
     /// An S3-compatible server (moto in server mode).
     S3,
+    /// A Redis Cluster of at least three primaries; its URL is a comma-separated list of
+    /// node URLs.
+    RedisCluster,
 }
 
 impl Service {
@@ -22,6 +25,7 @@ impl Service {
             Service::Postgres => "TENANCY_TEST_POSTGRES_URL",
             Service::Redis => "TENANCY_TEST_REDIS_URL",
             Service::S3 => "TENANCY_TEST_S3_URL",
+            Service::RedisCluster => "TENANCY_TEST_REDIS_CLUSTER_URLS",
         }
     }
 
@@ -30,6 +34,9 @@ impl Service {
             Service::Postgres => "postgres://postgres@127.0.0.1:5432/postgres",
             Service::Redis => "redis://127.0.0.1:6379",
             Service::S3 => "http://127.0.0.1:9000",
+            Service::RedisCluster => {
+                "redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003"
+            }
         }
     }
 
@@ -40,6 +47,12 @@ impl Service {
                 "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no"
             }
             Service::S3 => "moto_server -H 127.0.0.1 -p 9000 &",
+            Service::RedisCluster => {
+                "for p in 7001 7002 7003; do redis-server --port $p --cluster-enabled yes \
+                 --cluster-config-file nodes-$p.conf --daemonize yes --save \"\" --appendonly no; \
+                 done; redis-cli --cluster create 127.0.0.1:7001 127.0.0.1:7002 127.0.0.1:7003 \
+                 --cluster-replicas 0 --cluster-yes"
+            }
         }
     }
 
@@ -48,6 +61,7 @@ impl Service {
             Service::Postgres => "PostgreSQL",
             Service::Redis => "Redis",
             Service::S3 => "the S3 test server",
+            Service::RedisCluster => "the Redis Cluster",
         }
     }
 
@@ -64,8 +78,23 @@ impl Service {
     /// that starts it. Tests fail rather than skip; `.ci/run` starts every service.
     pub fn require(self) -> String {
         let url = self.url();
-        self.check_reachable(&url);
+        for node in url.split(',') {
+            self.check_reachable(node.trim());
+        }
         url
+    }
+
+    /// The URLs of every node: [`Service::require`] split at commas (one for every service
+    /// but [`Service::RedisCluster`]).
+    ///
+    /// # Panics
+    ///
+    /// As [`Service::require`].
+    pub fn require_all(self) -> Vec<String> {
+        self.require()
+            .split(',')
+            .map(|node| node.trim().to_owned())
+            .collect()
     }
 
     fn check_reachable(self, url: &str) {

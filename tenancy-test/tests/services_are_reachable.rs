@@ -47,3 +47,10 @@ fn postgres_accepts_connections() {
         "not a PostgreSQL server: {reply:?}"
     );
 }
+
+#[test]
+fn redis_cluster_answers_ping_on_every_node() {
+    for url in Service::RedisCluster.require_all() {
+        assert_eq!(exchange(&url, b"PING\r\n"), "+PONG\r\n", "{url}");
+    }
+}

@@ -1,0 +1,127 @@
+//! The error type of `tenancy-cache`.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+/// What kind of failure an [`Error`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The configuration is not usable; the message says why.
+    Config,
+    /// The caller's part of a key is empty or too long.
+    InvalidKey,
+    /// A time to live is zero or too long for the backend.
+    InvalidTtl,
+    /// The cache could not be reached, or did not answer in time: Redis is down, the pool
+    /// budget is exhausted, a connection broke. The source says how.
+    Unavailable,
+    /// The backend refused a command (a Redis error reply); the source is the reply.
+    Backend,
+    /// A value could not be serialized, or a stored value could not be read back as the type
+    /// asked for.
+    Serialization,
+    /// The compute function of `get_or_compute` failed; its error is the source.
+    Compute,
+    /// A provisioning step (an ACL user created or removed) failed; the message names it.
+    Provision,
+}
+
+/// The error type of `tenancy-cache`: match on [`Error::kind`], read the message for what
+/// went wrong and what to do, and find the backend's own error through
+/// [`std::error::Error::source`]. Messages never carry a value, a password or another
+/// tenant's key.
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    source: Option<Box<dyn StdError + Send + Sync>>,
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn with_source(
+        kind: ErrorKind,
+        message: impl Into<String>,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Whether the cache itself could not be reached ([`ErrorKind::Unavailable`]): the
+    /// failure a caller may choose to fall through on.
+    pub fn is_unavailable(&self) -> bool {
+        self.kind == ErrorKind::Unavailable
+    }
+
+    #[cfg(feature = "redis")]
+    pub(crate) fn from_pool(error: tenancy_pool::Error) -> Self {
+        let kind = match error.kind() {
+            tenancy_pool::ErrorKind::Config => ErrorKind::Config,
+            _ => ErrorKind::Unavailable,
+        };
+        Error::with_source(
+            kind,
+            "no Redis connection could be had for this tenant",
+            error,
+        )
+    }
+
+    #[cfg(feature = "redis")]
+    pub(crate) fn from_redis(doing: &str, error: redis::RedisError) -> Self {
+        let kind = if error.is_io_error()
+            || error.is_timeout()
+            || error.is_connection_dropped()
+            || error.is_connection_refusal()
+            || error.is_unrecoverable_error()
+        {
+            ErrorKind::Unavailable
+        } else {
+            ErrorKind::Backend
+        };
+        let message = match kind {
+            ErrorKind::Unavailable => format!("{doing} failed: Redis could not be reached"),
+            _ => format!("{doing} failed: Redis refused the command"),
+        };
+        Error::with_source(kind, message, error)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn StdError + 'static))
+    }
+}
