@@ -325,6 +325,16 @@ impl S3Config {
         self
     }
 
+    /// The aws-sdk-s3 client [`TenantStorage::new`](crate::TenantStorage::new) builds from
+    /// this configuration (endpoint, region, static credentials, timeouts): to add
+    /// interceptors (tracing, metrics) with `client.config().to_builder()` and hand the
+    /// result to [`TenantStorage::with_s3_client`](crate::TenantStorage::with_s3_client).
+    #[cfg(feature = "s3")]
+    pub fn client(&self) -> Result<aws_sdk_s3::Client, Error> {
+        self.validate()?;
+        crate::s3::build_client(self)
+    }
+
     fn validate(&self) -> Result<(), Error> {
         if self.region.is_empty() {
             return Err(Error::new(

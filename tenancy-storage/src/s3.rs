@@ -55,37 +55,7 @@ pub(crate) struct S3Backend {
 
 impl S3Backend {
     pub(crate) fn new(config: &S3Config) -> Result<Self, Error> {
-        let Some(credentials) = &config.credentials else {
-            return Err(Error::new(
-                ErrorKind::Config,
-                "the S3 configuration has no credentials: set `S3Config::credentials`, or \
-                 build the client yourself and use TenantStorage::with_s3_client",
-            ));
-        };
-        let mut builder = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .credentials_provider(Credentials::new(
-                credentials.access_key_id(),
-                credentials.secret_access_key(),
-                None,
-                None,
-                "tenancy-storage",
-            ))
-            .region(Region::new(config.region.clone()))
-            .force_path_style(config.force_path_style)
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(config.connect_timeout)
-                    .read_timeout(config.read_timeout)
-                    .build(),
-            );
-        if let Some(url) = &config.endpoint_url {
-            builder = builder.endpoint_url(url);
-        }
-        Ok(S3Backend::with_client(
-            config,
-            Client::from_conf(builder.build()),
-        ))
+        Ok(S3Backend::with_client(config, build_client(config)?))
     }
 
     pub(crate) fn with_client(config: &S3Config, client: Client) -> Self {
@@ -824,6 +794,38 @@ impl S3Backend {
             upload_marker = out.next_upload_id_marker().map(str::to_owned);
         }
     }
+}
+
+/// The client [`S3Config::client`] describes.
+pub(crate) fn build_client(config: &S3Config) -> Result<Client, Error> {
+    let Some(credentials) = &config.credentials else {
+        return Err(Error::new(
+            ErrorKind::Config,
+            "the S3 configuration has no credentials: set `S3Config::credentials`, or \
+                 build the client yourself and use TenantStorage::with_s3_client",
+        ));
+    };
+    let mut builder = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .credentials_provider(Credentials::new(
+            credentials.access_key_id(),
+            credentials.secret_access_key(),
+            None,
+            None,
+            "tenancy-storage",
+        ))
+        .region(Region::new(config.region.clone()))
+        .force_path_style(config.force_path_style)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(config.connect_timeout)
+                .read_timeout(config.read_timeout)
+                .build(),
+        );
+    if let Some(url) = &config.endpoint_url {
+        builder = builder.endpoint_url(url);
+    }
+    Ok(Client::from_conf(builder.build()))
 }
 
 /// Reads a body stream in parts of `size` bytes.

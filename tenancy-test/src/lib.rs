@@ -9,11 +9,16 @@
 //! - [`operator`]: a platform context for fixtures.
 //! - [`bench`](mod@bench): a side-by-side benchmark harness that prints ratios.
 //! - `db` (feature `db`): a prepared `TenantDb` per test, torn down when the test ends.
+//! - `storage` (feature `storage`): a `TenantStorage` per test on the test S3 server or in
+//!   a temporary directory, its buckets removed when the test ends; an S3 server of a
+//!   test's own to stop mid-test.
 
 pub mod bench;
 #[cfg(feature = "db")]
 pub mod db;
 mod services;
+#[cfg(feature = "storage")]
+pub mod storage;
 mod tenants;
 
 pub use services::Service;
