@@ -189,7 +189,9 @@ mod tests {
             TenantId::MAX_LEN + 1,
             "tenancy-storage's key limit assumes this length"
         );
-        let acme = Naming::new("t").unwrap().object_prefix(&"acme".parse().unwrap());
+        let acme = Naming::new("t")
+            .unwrap()
+            .object_prefix(&"acme".parse().unwrap());
         let longer = Naming::new("t")
             .unwrap()
             .object_prefix(&"acme-x".parse().unwrap());

@@ -535,6 +535,11 @@ impl MotoServer {
         &self.url
     }
 
+    /// The server's process id (0 once stopped).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// Kills the server and waits until it is gone.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
