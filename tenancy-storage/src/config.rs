@@ -219,6 +219,10 @@ pub enum Encryption {
 
 impl Encryption {
     /// The KMS key of `tenant`, for [`Encryption::Kms`].
+    #[cfg_attr(
+        not(feature = "s3"),
+        allow(dead_code, reason = "only the S3 backend encrypts")
+    )]
     pub(crate) fn kms_key_for(&self, tenant: &str) -> Option<String> {
         match self {
             Encryption::Kms { key_id } => Some(key_id.replace("{tenant}", tenant)),

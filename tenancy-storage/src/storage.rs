@@ -27,7 +27,21 @@ pub(crate) struct Inner {
     pub(crate) naming: Naming,
     pub(crate) layout: Layout,
     pub(crate) backend: Backend,
+    #[cfg_attr(
+        not(feature = "s3"),
+        allow(
+            dead_code,
+            reason = "only the S3 backend presigns and uploads in parts"
+        )
+    )]
     pub(crate) presign_lifetime: Duration,
+    #[cfg_attr(
+        not(feature = "s3"),
+        allow(
+            dead_code,
+            reason = "only the S3 backend presigns and uploads in parts"
+        )
+    )]
     pub(crate) part_size: usize,
 }
 

@@ -643,7 +643,10 @@ async fn presigned_urls_open_only_their_own_object(layout: Layout) {
 
 /// Records whether each request the SDK sends names the expected bucket owner.
 #[derive(Debug, Clone, Default)]
-struct OwnerRecorder(Arc<Mutex<Vec<(String, Option<String>, Option<String>, bool)>>>);
+struct OwnerRecorder(Arc<Mutex<Vec<Recorded>>>);
+
+/// `METHOD URL`, the expected owner, the expected source owner, whether it copies.
+type Recorded = (String, Option<String>, Option<String>, bool);
 
 impl aws_sdk_s3::config::Intercept for OwnerRecorder {
     fn name(&self) -> &'static str {

@@ -155,6 +155,7 @@ impl TestStorage {
         let prefix = unique_prefix();
         let (config, root) = match &url {
             Some(url) => {
+                keep_moto_dashboard_working(url);
                 sweep_stale_once(url);
                 (StorageConfig::s3(s3_config(url)), None)
             }
@@ -355,7 +356,7 @@ impl http_body::Body for RootFixBody {
         loop {
             match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         this.read.extend_from_slice(&data);
@@ -459,6 +460,50 @@ async fn remove_bucket(client: &aws_sdk_s3::Client, bucket: &str) {
     let _ = client.delete_bucket().bucket(bucket).send().await;
 }
 
+/// Keeps moto's dashboard answering once buckets that held objects are deleted.
+///
+/// `/moto-api/data.json` (the health check of `.ci/run` and of this crate's service test)
+/// reads every object moto ever tracked, deleted ones included; reading an object's
+/// simulated Glacier-restore status the first time looks up its bucket, and for a deleted
+/// bucket that raises, so the whole dump fails with a 500 (moto 5.2.1 and 5.2.5 alike).
+/// Setting that status's transition to "manual" (moto's own state-manager API) means it
+/// never advances, so no bucket is looked up: the dump works, for objects deleted before
+/// and after. Nothing else changes; the setting lasts until the server restarts, so it is
+/// sent once per process and server.
+fn keep_moto_dashboard_working(url: &str) {
+    static DONE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut done = DONE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if done.iter().any(|seen| seen == url) {
+        return;
+    }
+    let Some(authority) = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+    else {
+        return;
+    };
+    let body = r#"{"model_name": "s3::keyrestore", "transition": {"progression": "manual", "times": 1000000000}}"#;
+    let request = format!(
+        "POST /moto-api/state-manager/set-transition HTTP/1.1\r\nHost: {authority}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let sent = TcpStream::connect(authority).and_then(|mut stream| {
+        use std::io::{Read, Write};
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(request.as_bytes())?;
+        let mut reply = [0u8; 32];
+        let n = stream.read(&mut reply)?;
+        Ok(reply[..n].starts_with(b"HTTP/1.1 20"))
+    });
+    if sent.unwrap_or(false) {
+        done.push(url.to_owned());
+    }
+}
+
 /// Sweeps fixture buckets more than three hours old, once per process.
 fn sweep_stale_once(url: &str) {
     static SWEPT: OnceLock<()> = OnceLock::new();
@@ -527,6 +572,7 @@ impl MotoServer {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        keep_moto_dashboard_working(&server.url);
         server
     }
 
