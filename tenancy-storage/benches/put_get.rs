@@ -150,7 +150,7 @@ fn main() {
         name: storage.naming().bucket(ctx.tenant()),
     };
 
-    for (label, size, rounds, iterations) in [("4 KiB", SMALL, 40, 20), ("16 MiB", LARGE, 12, 2)] {
+    for (label, size, rounds, iterations) in [("4 KiB", SMALL, 40, 20), ("16 MiB", LARGE, 30, 2)] {
         let body = Bytes::from(vec![0x5a; size]);
         let put = Comparison::new(&format!("put {label}"))
             .rounds(rounds)
@@ -177,7 +177,7 @@ fn main() {
         report_goal(&get, "TenantBucket::get_bytes", "");
 
         // The client's own CPU per call, where the server's time does not count.
-        let (cpu_rounds, calls) = if size == SMALL { (30, 20) } else { (10, 2) };
+        let (cpu_rounds, calls) = if size == SMALL { (30, 20) } else { (20, 2) };
         let mut raw_put = || sides.raw_put("raw", &body, false);
         let mut raw_put_sse = || sides.raw_put("raw-sse", &body, true);
         let mut tenancy_put = || sides.tenancy_put("tenancy", &body);

@@ -95,9 +95,10 @@ impl TenantBucket {
     /// (`StorageConfig::part_size`, 8 MiB by default) in memory whatever its length.
     ///
     /// The object appears whole or not at all: if the stream fails, or the future is
-    /// dropped, nothing is stored under `key` (the local backend removes its temporary
-    /// file; S3 aborts the multipart upload, and the bucket's lifecycle rule removes the
-    /// parts of an upload that was dropped rather than aborted).
+    /// dropped before the stream has ended, nothing is stored under `key` (the local
+    /// backend removes its temporary file; S3 aborts the multipart upload, and the
+    /// bucket's lifecycle rule removes the parts of an upload that was dropped rather than
+    /// aborted). Dropped after the stream has ended, the object may still appear, whole.
     pub async fn put_stream<S, E>(
         &self,
         key: &str,

@@ -141,6 +141,10 @@ pub struct S3Config {
     /// Object lock for buckets created from now on (S3 allows it only at creation): every
     /// object gets this default retention. `None` by default.
     pub object_lock: Option<ObjectLock>,
+    /// How many times a request is tried before its error is returned (1: no retries).
+    /// Default 3, with the SDK's exponential backoff: a server that refuses connections
+    /// fails a call in about 2 to 4 seconds.
+    pub max_attempts: u32,
     /// The longest wait for a connection to the server. Default 3 seconds.
     #[cfg_attr(
         feature = "serde",
@@ -277,6 +281,7 @@ impl Default for S3Config {
             encryption: Encryption::default(),
             versioning: true,
             object_lock: None,
+            max_attempts: 3,
             connect_timeout: Duration::from_secs(3),
             read_timeout: Duration::from_secs(30),
         }
@@ -370,6 +375,12 @@ impl S3Config {
             return Err(Error::new(
                 ErrorKind::Config,
                 "object lock needs a default retention of at least one day",
+            ));
+        }
+        if self.max_attempts == 0 {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "max_attempts must be at least 1 (1 means no retries)",
             ));
         }
         if self.connect_timeout.is_zero() || self.read_timeout.is_zero() {
@@ -541,6 +552,47 @@ mod tests {
         );
         assert!(printed.contains("AKIAEXAMPLE"));
         assert!(!printed.contains("very-secret"), "{printed}");
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn configuration_files_deserialize() {
+        let config: StorageConfig = serde_json::from_str(
+            r#"{
+                "naming_prefix": "eqms",
+                "layout": "shared_bucket",
+                "presign_lifetime_secs": 60,
+                "backend": { "s3": {
+                    "endpoint_url": "http://127.0.0.1:9000",
+                    "force_path_style": true,
+                    "credentials": { "access_key_id": "AK", "secret_access_key": "SK" },
+                    "encryption": { "kms": { "key_id": "alias/eqms-{tenant}" } },
+                    "object_lock": { "mode": "governance", "default_retention_days": 30 },
+                    "read_timeout_secs": 10
+                } }
+            }"#,
+        )
+        .unwrap();
+        assert!(config.validate().is_ok());
+        assert_eq!(config.layout, Layout::SharedBucket);
+        assert_eq!(config.presign_lifetime, Duration::from_secs(60));
+        assert_eq!(config.part_size, default_part_size());
+        let BackendConfig::S3(s3) = &config.backend else {
+            panic!("{config:?}")
+        };
+        assert_eq!(s3.region, "us-east-1");
+        assert!(s3.versioning);
+        assert_eq!(s3.read_timeout, Duration::from_secs(10));
+        assert_eq!(s3.connect_timeout, Duration::from_secs(3));
+        assert_eq!(
+            s3.object_lock,
+            Some(ObjectLock::new(RetentionMode::Governance, 30))
+        );
+        let local: StorageConfig =
+            serde_json::from_str(r#"{ "backend": { "local": { "root": "/srv/objects" } } }"#)
+                .unwrap();
+        assert_eq!(local.naming_prefix, "tenancy");
+        assert!(serde_json::from_str::<StorageConfig>(r#"{ "backend": { "ftp": {} } }"#).is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -816,6 +817,7 @@ pub(crate) fn build_client(config: &S3Config) -> Result<Client, Error> {
         ))
         .region(Region::new(config.region.clone()))
         .force_path_style(config.force_path_style)
+        .retry_config(RetryConfig::standard().with_max_attempts(config.max_attempts))
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(config.connect_timeout)
