@@ -24,6 +24,8 @@ pub const MAX_PREFIX_LEN: usize = 16;
 /// assert_eq!(naming.key_prefix(&id), "tenancy:acme-pharma:");
 /// assert_eq!(naming.log_file(&id), "tenancy-acme-pharma.jsonl");
 /// assert_eq!(naming.hash_tagged_key_prefix(&id), "tenancy:{acme-pharma}:");
+/// assert_eq!(naming.shared_bucket(), "tenancy--shared");
+/// assert_eq!(naming.object_prefix(&id), "acme-pharma/");
 /// # Ok::<(), tenancy_core::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +110,19 @@ impl Naming {
     /// characters.
     pub fn bucket(&self, id: &TenantId) -> String {
         format!("{}-{}", self.prefix, id)
+    }
+
+    /// The S3 bucket that holds every tenant of the deployment when tenants share one
+    /// bucket (past the per-account bucket limit): `{prefix}--shared`. No tenant's bucket
+    /// can have this name, since a tenant id never contains `--`.
+    pub fn shared_bucket(&self) -> String {
+        format!("{}--shared", self.prefix)
+    }
+
+    /// The prefix of every object key of a tenant inside the shared bucket: `{id}/`. An id
+    /// cannot contain `/`, so one tenant's prefix is never a prefix of another's.
+    pub fn object_prefix(&self, id: &TenantId) -> String {
+        format!("{id}/")
     }
 
     /// The prefix of every cache key of a tenant: `{prefix}:{id}:`. Neither part can
@@ -231,6 +246,28 @@ mod tests {
         let open = tagged.find('{').unwrap();
         let close = open + tagged[open..].find('}').unwrap();
         assert_eq!(&tagged[open + 1..close], "acme");
+    }
+
+    #[test]
+    fn shared_bucket_and_object_prefixes_never_meet_tenants() {
+        let naming = Naming::new(&"p".repeat(MAX_PREFIX_LEN)).unwrap();
+        let shared = naming.shared_bucket();
+        assert!((3..=63).contains(&shared.len()), "{shared}");
+        let id = TenantId::new(&"a".repeat(TenantId::MAX_LEN)).unwrap();
+        assert_ne!(naming.bucket(&id), shared);
+        assert_eq!(
+            naming.object_prefix(&id).len(),
+            TenantId::MAX_LEN + 1,
+            "tenancy-storage's key limit assumes this length"
+        );
+        let acme = Naming::new("t")
+            .unwrap()
+            .object_prefix(&"acme".parse().unwrap());
+        let longer = Naming::new("t")
+            .unwrap()
+            .object_prefix(&"acme-x".parse().unwrap());
+        assert_eq!(acme, "acme/");
+        assert!(!longer.starts_with(&acme));
     }
 
     fn naming_bucket_len(prefix: &str, id: &str) -> usize {

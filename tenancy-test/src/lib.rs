@@ -11,6 +11,9 @@
 //! - `db` (feature `db`): a prepared `TenantDb` per test, torn down when the test ends.
 //! - `log` (feature `log`): a `MakeWriter` that captures log output, and canary strings.
 //! - `redis` (feature `redis`): a Redis server of the test's own, which it may stop.
+//! - `storage` (feature `storage`): a `TenantStorage` per test on the test S3 server or in
+//!   a temporary directory, its buckets removed when the test ends; an S3 server of a
+//!   test's own to stop mid-test.
 
 pub mod bench;
 #[cfg(feature = "db")]
@@ -20,6 +23,8 @@ pub mod log;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod services;
+#[cfg(feature = "storage")]
+pub mod storage;
 mod tenants;
 
 pub use services::Service;

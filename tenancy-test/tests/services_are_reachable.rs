@@ -32,7 +32,9 @@ fn s3_test_server_answers_http() {
     let url = Service::S3.require();
     let reply = exchange(
         &url,
-        b"GET /moto-api/data.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        // ListBuckets: moto's own `/moto-api/data.json` answers 500 for a moment while
+        // another test deletes a bucket that held objects.
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
     );
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
 }
