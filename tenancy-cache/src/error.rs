@@ -1,8 +1,5 @@
 //! The error type of `tenancy-cache`.
 
-use std::error::Error as StdError;
-use std::fmt;
-
 /// What kind of failure an [`Error`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -27,42 +24,16 @@ pub enum ErrorKind {
     Provision,
 }
 
-/// The error type of `tenancy-cache`: match on [`Error::kind`], read the message for what
-/// went wrong and what to do, and find the backend's own error through
-/// [`std::error::Error::source`]. Messages never carry a value, a password or another
-/// tenant's key.
-pub struct Error {
-    kind: ErrorKind,
-    message: String,
-    source: Option<Box<dyn StdError + Send + Sync>>,
+tenancy_core::error_type! {
+    /// The error type of `tenancy-cache`: match on [`Error::kind`], read the message for what
+    /// went wrong and what to do, and find the backend's own error through
+    /// [`std::error::Error::source`]. Messages never carry a value, a password or another
+    /// tenant's key.
+    pub struct Error(ErrorKind);
+    constructors: pub(crate) fn;
 }
 
 impl Error {
-    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error {
-            kind,
-            message: message.into(),
-            source: None,
-        }
-    }
-
-    pub(crate) fn with_source(
-        kind: ErrorKind,
-        message: impl Into<String>,
-        source: impl Into<Box<dyn StdError + Send + Sync>>,
-    ) -> Self {
-        Error {
-            kind,
-            message: message.into(),
-            source: Some(source.into()),
-        }
-    }
-
-    /// What kind of failure this is.
-    pub fn kind(&self) -> ErrorKind {
-        self.kind
-    }
-
     /// Whether the cache itself could not be reached ([`ErrorKind::Unavailable`]): the
     /// failure a caller may choose to fall through on.
     pub fn is_unavailable(&self) -> bool {
@@ -99,29 +70,5 @@ impl Error {
             _ => format!("{doing} failed: Redis refused the command"),
         };
         Error::with_source(kind, message, error)
-    }
-}
-
-impl fmt::Debug for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Error")
-            .field("kind", &self.kind)
-            .field("message", &self.message)
-            .field("source", &self.source)
-            .finish()
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl StdError for Error {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source
-            .as_deref()
-            .map(|source| source as &(dyn StdError + 'static))
     }
 }

@@ -20,6 +20,6 @@ pub use catalog::{
 pub use context::{Actor, ActorKind, CorrelationId, PlatformContext, TenantContext};
 #[cfg(feature = "serde")]
 pub use envelope::Tenanted;
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, quote};
 pub use id::TenantId;
 pub use scope::Scoped;

@@ -41,7 +41,9 @@ async fn deployment(share: Option<usize>) -> (TestDb, TenantContext, Vec<TenantC
     let hog = fixture.tenant("hog", IsolationMode::Row).await;
     let mut others = Vec::new();
     for n in 0..OTHERS {
-        let ctx = fixture.tenant(&format!("other{n}"), IsolationMode::Row).await;
+        let ctx = fixture
+            .tenant(&format!("other{n}"), IsolationMode::Row)
+            .await;
         let mut tx = fixture.db.transaction(&ctx).await.unwrap();
         tx.execute("INSERT INTO records (id, title) VALUES (1, 'x')", &[])
             .await
@@ -53,51 +55,45 @@ async fn deployment(share: Option<usize>) -> (TestDb, TenantContext, Vec<TenantC
 }
 
 /// The hog's load and the others', at once; returns the others'.
-async fn round(label: &str, db: &TenantDb, hog: &TenantContext, others: &[TenantContext]) -> LoadResult {
+async fn round(
+    label: &str,
+    db: &TenantDb,
+    hog: &TenantContext,
+    others: &[TenantContext],
+) -> LoadResult {
     let (warmup, duration) = (
         Duration::from_secs(1),
         Duration::from_secs(setting("TENANCY_SHARE_SECONDS", 5)),
     );
-    let (one, uniform) = (Arc::new(Zipf::new(1, 1.1)), Arc::new(Zipf::new(OTHERS, 0.0)));
+    let (one, uniform) = (
+        Arc::new(Zipf::new(1, 1.1)),
+        Arc::new(Zipf::new(OTHERS, 0.0)),
+    );
     let hog_load = {
         let (db, hog) = (db.clone(), hog.clone());
-        run_load(
-            "hog",
-            32,
-            warmup,
-            duration,
-            &one,
-            move |_| {
-                let (db, hog) = (db.clone(), hog.clone());
-                async move {
-                    let mut tx = db.transaction(&hog).await.map_err(|e| e.to_string())?;
-                    tx.batch("SELECT pg_sleep(0.05)")
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    tx.commit().await.map_err(|e| e.to_string())
-                }
-            },
-        )
+        run_load("hog", 32, warmup, duration, &one, move |_| {
+            let (db, hog) = (db.clone(), hog.clone());
+            async move {
+                let mut tx = db.transaction(&hog).await.map_err(|e| e.to_string())?;
+                tx.batch("SELECT pg_sleep(0.05)")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tx.commit().await.map_err(|e| e.to_string())
+            }
+        })
     };
     let others_load = {
         let (db, others) = (db.clone(), Arc::new(others.to_vec()));
-        run_load(
-            label,
-            16,
-            warmup,
-            duration,
-            &uniform,
-            move |rank| {
-                let (db, ctx) = (db.clone(), others[rank].clone());
-                async move {
-                    let mut tx = db.transaction(&ctx).await.map_err(|e| e.to_string())?;
-                    tx.query("SELECT title FROM records WHERE id = 1", &[])
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    tx.commit().await.map_err(|e| e.to_string())
-                }
-            },
-        )
+        run_load(label, 16, warmup, duration, &uniform, move |rank| {
+            let (db, ctx) = (db.clone(), others[rank].clone());
+            async move {
+                let mut tx = db.transaction(&ctx).await.map_err(|e| e.to_string())?;
+                tx.query("SELECT title FROM records WHERE id = 1", &[])
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tx.commit().await.map_err(|e| e.to_string())
+            }
+        })
     };
     let (hog_result, others_result) = tokio::join!(hog_load, others_load);
     println!(

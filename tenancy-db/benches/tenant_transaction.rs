@@ -162,8 +162,7 @@ async fn tenant_transaction(db: &TenantDb, ctx: &TenantContext) -> String {
         .query_one(TENANT_QUERY, &[1i64.into()])
         .await
         .unwrap()
-        .get(0)
-        .unwrap();
+        .get(0);
     tx.commit().await.unwrap();
     title
 }

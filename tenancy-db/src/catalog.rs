@@ -165,7 +165,7 @@ impl CatalogStore {
             )
             .await?;
         tx.commit().await?;
-        let mark = mark.first().map(|row| row.get::<i64>(0)).transpose()?;
+        let mark = mark.first().map(|row| row.try_get::<i64>(0)).transpose()?;
         let tenants = rows.iter().map(tenant_from_row).collect::<Result<_, _>>()?;
         Ok((mark.unwrap_or(0), tenants))
     }
@@ -199,8 +199,8 @@ impl CatalogStore {
                 .collect::<Result<_, _>>()?,
         };
         for row in &log {
-            changes.mark = changes.mark.max(row.get::<i64>(0)?);
-            if let Some(tenant) = row.get::<Option<String>>(1)? {
+            changes.mark = changes.mark.max(row.try_get::<i64>(0)?);
+            if let Some(tenant) = row.try_get::<Option<String>>(1)? {
                 let id = tenant.parse::<TenantId>().map_err(|error| {
                     Error::with_source(
                         ErrorKind::CatalogUnavailable,
@@ -249,7 +249,7 @@ impl CatalogStore {
             )
             .await;
         match inserted {
-            Err(error) if error.kind() == ErrorKind::Constraint => {
+            Err(error) if error.kind() == ErrorKind::UniqueViolation => {
                 tx.rollback().await?;
                 return Err(Error::new(
                     ErrorKind::TenantExists,
@@ -338,13 +338,13 @@ impl CatalogStore {
         rows.iter()
             .map(|row| {
                 Ok(PlatformEvent {
-                    at_ms: row.get(0)?,
-                    operator_id: row.get(1)?,
-                    operator_name: row.get(2)?,
-                    correlation_id: row.get(3)?,
-                    action: row.get(4)?,
-                    tenant: row.get(5)?,
-                    detail: row.get(6)?,
+                    at_ms: row.try_get(0)?,
+                    operator_id: row.try_get(1)?,
+                    operator_name: row.try_get(2)?,
+                    correlation_id: row.try_get(3)?,
+                    action: row.try_get(4)?,
+                    tenant: row.try_get(5)?,
+                    detail: row.try_get(6)?,
                 })
             })
             .collect()
@@ -396,21 +396,26 @@ fn tenant_from_row(row: &Row) -> Result<Tenant, Error> {
             error,
         )
     };
-    let id = TenantId::new(&row.get::<String>(0)?).map_err(|e| corrupt("tenant id", e))?;
-    let status = match row.get::<String>(2)?.as_str() {
+    let id = TenantId::new(&row.try_get::<String>(0)?).map_err(|e| corrupt("tenant id", e))?;
+    let status = match row.try_get::<String>(2)?.as_str() {
         "active" => TenantStatus::Active,
         "suspended" => TenantStatus::Suspended,
         _ => TenantStatus::Archived,
     };
-    let server = ServerName::new(&row.get::<String>(3)?).map_err(|e| corrupt("server name", e))?;
-    let isolation = match row.get::<String>(4)?.as_str() {
+    let server =
+        ServerName::new(&row.try_get::<String>(3)?).map_err(|e| corrupt("server name", e))?;
+    let isolation = match row.try_get::<String>(4)?.as_str() {
         "database" => IsolationMode::Database,
         "schema" => IsolationMode::Schema,
         _ => IsolationMode::Row,
     };
-    let created_ms = u64::try_from(row.get::<i64>(5)?).unwrap_or(0);
-    let mut tenant = Tenant::new(id, row.get::<String>(1)?, Placement::new(server, isolation))
-        .with_status(status);
+    let created_ms = u64::try_from(row.try_get::<i64>(5)?).unwrap_or(0);
+    let mut tenant = Tenant::new(
+        id,
+        row.try_get::<String>(1)?,
+        Placement::new(server, isolation),
+    )
+    .with_status(status);
     tenant.created_at = UNIX_EPOCH + Duration::from_millis(created_ms);
     Ok(tenant)
 }
@@ -505,7 +510,7 @@ impl CachedCatalog {
                 ),
             })?
             .ok_or_else(|| unknown(id))?;
-        tenant.check_active().map_err(Error::from_core)?;
+        tenant.check_active().map_err(Error::from)?;
         Ok(tenant)
     }
 

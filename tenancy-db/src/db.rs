@@ -49,7 +49,7 @@ impl TenantDb {
     /// so.
     pub fn new(config: DbConfig, migrations: Migrations) -> Result<Self, Error> {
         config.validate()?;
-        let naming = Naming::new(&config.naming_prefix).map_err(Error::from_core)?;
+        let naming = Naming::new(&config.naming_prefix).map_err(Error::from)?;
         let mut servers = Vec::new();
         for server in &config.servers {
             let made = match server {

@@ -1,7 +1,8 @@
-//! The error type of `tenancy-db`.
+//! The error type of `tenancy-db`, on the skeleton every `tenancy` crate shares
+//! ([`tenancy_core::error_type!`]): each message says what failed at this layer; the
+//! driver's, the pool's or the catalog's error is reached through `source()` only.
 
 use std::error::Error as StdError;
-use std::fmt;
 
 /// What kind of failure an [`Error`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -18,7 +19,7 @@ pub enum ErrorKind {
     /// The catalog could not be read or written.
     CatalogUnavailable,
     /// The configuration does not allow this: an unknown server, an isolation mode its
-    /// backend does not offer, a missing secret.
+    /// backend does not offer, a missing secret, a value that does not parse.
     Config,
     /// The server has not been prepared for tenancy (`Platform::prepare` has not run).
     NotPrepared,
@@ -28,9 +29,20 @@ pub enum ErrorKind {
     DatabaseUnavailable,
     /// A statement failed; [`Error::sql_state`] and the source say how.
     Query,
-    /// A statement broke a unique, foreign-key, not-null or check constraint.
+    /// A query that must return a row returned none.
+    RowNotFound,
+    /// A statement broke a unique (or primary key) constraint.
+    UniqueViolation,
+    /// A statement broke a foreign key.
+    ForeignKeyViolation,
+    /// A statement wrote `NULL` into a `NOT NULL` column.
+    NotNullViolation,
+    /// A statement broke a check constraint.
+    CheckViolation,
+    /// A statement broke another integrity constraint (an exclusion constraint, say).
     Constraint,
-    /// A value could not be converted to or from the database's type.
+    /// A value could not be converted to or from the database's type, or a row could not
+    /// be read into the type asked for.
     Conversion,
     /// The transaction is finished, or its connection was lost.
     Transaction,
@@ -42,143 +54,156 @@ pub enum ErrorKind {
     Isolation,
 }
 
-/// The error type of `tenancy-db`: match on [`Error::kind`]; read the message for what
-/// went wrong and what to do; find the driver's error through
-/// [`std::error::Error::source`]. Messages never carry credentials.
-pub struct Error {
-    kind: ErrorKind,
-    message: String,
-    sql_state: Option<String>,
-    source: Option<Box<dyn StdError + Send + Sync>>,
+impl ErrorKind {
+    /// Whether this is one of the integrity-constraint kinds: a conflict with data already
+    /// there (HTTP 409), not a broken statement.
+    pub fn is_constraint(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::UniqueViolation
+                | ErrorKind::ForeignKeyViolation
+                | ErrorKind::NotNullViolation
+                | ErrorKind::CheckViolation
+                | ErrorKind::Constraint
+        )
+    }
+}
+
+tenancy_core::error_type! {
+    /// The error type of `tenancy-db`: match on [`Error::kind`]; read the message for what
+    /// failed here; find the driver's error (with the database's own message) through
+    /// [`std::error::Error::source`]. Messages never carry credentials or another tenant's
+    /// data.
+    pub struct Error(ErrorKind);
+    constructors: pub(crate) fn;
+}
+
+/// The kind of a PostgreSQL SQLSTATE.
+fn postgres_kind(code: &str) -> ErrorKind {
+    match code {
+        "23505" => ErrorKind::UniqueViolation,
+        "23503" => ErrorKind::ForeignKeyViolation,
+        "23502" => ErrorKind::NotNullViolation,
+        "23514" => ErrorKind::CheckViolation,
+        code if code.starts_with("23") => ErrorKind::Constraint,
+        _ => ErrorKind::Query,
+    }
+}
+
+/// The kind of a SQLite extended result code.
+fn sqlite_kind(failure: &rusqlite::ffi::Error) -> ErrorKind {
+    use rusqlite::ffi;
+    match failure.extended_code {
+        ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+            ErrorKind::UniqueViolation
+        }
+        ffi::SQLITE_CONSTRAINT_FOREIGNKEY => ErrorKind::ForeignKeyViolation,
+        ffi::SQLITE_CONSTRAINT_NOTNULL => ErrorKind::NotNullViolation,
+        ffi::SQLITE_CONSTRAINT_CHECK => ErrorKind::CheckViolation,
+        _ if failure.code == rusqlite::ErrorCode::ConstraintViolation => ErrorKind::Constraint,
+        _ => ErrorKind::Query,
+    }
 }
 
 impl Error {
-    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error {
-            kind,
-            message: message.into(),
-            sql_state: None,
-            source: None,
-        }
-    }
-
-    pub(crate) fn with_source(
-        kind: ErrorKind,
-        message: impl Into<String>,
-        source: impl Into<Box<dyn StdError + Send + Sync>>,
-    ) -> Self {
-        Error {
-            kind,
-            message: message.into(),
-            sql_state: None,
-            source: Some(source.into()),
-        }
-    }
-
-    /// What kind of failure this is.
-    pub fn kind(&self) -> ErrorKind {
-        self.kind
-    }
-
-    /// The SQLSTATE of a PostgreSQL error (`23505` for a unique violation), or SQLite's
-    /// extended result code in decimal; `None` when the failure did not come from the
-    /// database.
+    /// The SQLSTATE of the PostgreSQL error behind this one (`23505` for a unique
+    /// violation), found through the source chain; `None` when the failure did not come
+    /// from PostgreSQL.
     pub fn sql_state(&self) -> Option<&str> {
-        self.sql_state.as_deref()
-    }
-
-    /// A failed PostgreSQL statement: constraint violations get their own kind.
-    pub(crate) fn postgres(context: &str, error: tokio_postgres::Error) -> Self {
-        let Some(db) = error.as_db_error() else {
-            let kind = if error.is_closed() {
-                ErrorKind::Transaction
-            } else {
-                ErrorKind::Query
-            };
-            return Error::with_source(kind, format!("{context}: {error}"), error);
-        };
-        let code = db.code().code().to_owned();
-        let kind = if code.starts_with("23") {
-            ErrorKind::Constraint
-        } else {
-            ErrorKind::Query
-        };
-        let message = format!("{context}: {}", db.message());
-        Error {
-            kind,
-            message,
-            sql_state: Some(code),
-            source: Some(Box::new(error)),
-        }
-    }
-
-    /// A failed SQLite statement: constraint violations get their own kind.
-    pub(crate) fn sqlite(context: &str, error: rusqlite::Error) -> Self {
-        let (kind, code) = match &error {
-            rusqlite::Error::SqliteFailure(failure, _) => {
-                let kind = if failure.code == rusqlite::ErrorCode::ConstraintViolation {
-                    ErrorKind::Constraint
-                } else {
-                    ErrorKind::Query
-                };
-                (kind, Some(failure.extended_code.to_string()))
+        let mut cause = self.source();
+        while let Some(error) = cause {
+            if let Some(db) = error
+                .downcast_ref::<tokio_postgres::Error>()
+                .and_then(tokio_postgres::Error::as_db_error)
+            {
+                return Some(db.code().code());
             }
-            _ => (ErrorKind::Query, None),
-        };
-        Error {
-            kind,
-            message: format!("{context}: {error}"),
-            sql_state: code,
-            source: Some(Box::new(error)),
+            cause = error.source();
         }
+        None
     }
 
+    /// A failed PostgreSQL step: `doing` says what this crate was doing ("executing a
+    /// statement"); integrity violations get their own kinds.
+    pub(crate) fn postgres(doing: &str, error: tokio_postgres::Error) -> Self {
+        let kind = match error.as_db_error() {
+            Some(db) => postgres_kind(db.code().code()),
+            None if error.is_closed() => ErrorKind::Transaction,
+            None => ErrorKind::Query,
+        };
+        Error::with_source(kind, format!("{doing} failed"), error)
+    }
+
+    /// A failed SQLite step, as [`Error::postgres`].
+    pub(crate) fn sqlite(doing: &str, error: rusqlite::Error) -> Self {
+        let kind = match &error {
+            rusqlite::Error::SqliteFailure(failure, _) => sqlite_kind(failure),
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::Utf8Error(..)
+            | rusqlite::Error::InvalidColumnType(..) => ErrorKind::Conversion,
+            _ => ErrorKind::Query,
+        };
+        Error::with_source(kind, format!("{doing} failed"), error)
+    }
+
+    /// A pool that could not lend a connection: what this layer makes of it; the pool's
+    /// error says which pool and why.
     pub(crate) fn from_pool(error: tenancy_pool::Error) -> Self {
-        let kind = match error.kind() {
-            tenancy_pool::ErrorKind::Timeout | tenancy_pool::ErrorKind::Exhausted => {
-                ErrorKind::PoolTimeout
+        let (kind, message) = match error.kind() {
+            tenancy_pool::ErrorKind::Timeout | tenancy_pool::ErrorKind::Exhausted => (
+                ErrorKind::PoolTimeout,
+                "no database connection could be had in time",
+            ),
+            tenancy_pool::ErrorKind::Config => {
+                (ErrorKind::Config, "the connection budget is not usable")
             }
-            tenancy_pool::ErrorKind::Config => ErrorKind::Config,
-            _ => ErrorKind::DatabaseUnavailable,
+            _ => (
+                ErrorKind::DatabaseUnavailable,
+                "the database is unavailable",
+            ),
         };
-        Error::with_source(kind, error.to_string(), error)
+        Error::with_source(kind, message, error)
     }
+}
 
-    pub(crate) fn from_core(error: tenancy_core::Error) -> Self {
+/// A refusal or failure of `tenancy-core` (an admission, a name), as this crate's error.
+impl From<tenancy_core::Error> for Error {
+    fn from(error: tenancy_core::Error) -> Self {
         use tenancy_core::ErrorKind as Core;
-        let kind = match error.kind() {
-            Core::UnknownTenant => ErrorKind::UnknownTenant,
-            Core::TenantSuspended => ErrorKind::TenantSuspended,
-            Core::TenantArchived => ErrorKind::TenantArchived,
-            Core::TenantExists => ErrorKind::TenantExists,
-            Core::CatalogUnavailable => ErrorKind::CatalogUnavailable,
-            _ => ErrorKind::Config,
+        let (kind, message) = match error.kind() {
+            Core::UnknownTenant | Core::TenantSuspended | Core::TenantArchived => {
+                let kind = match error.kind() {
+                    Core::UnknownTenant => ErrorKind::UnknownTenant,
+                    Core::TenantSuspended => ErrorKind::TenantSuspended,
+                    _ => ErrorKind::TenantArchived,
+                };
+                (kind, "the tenant may not be served")
+            }
+            Core::TenantExists => (ErrorKind::TenantExists, "the tenant exists already"),
+            Core::CatalogUnavailable => (
+                ErrorKind::CatalogUnavailable,
+                "the tenant catalog is unavailable",
+            ),
+            _ => (ErrorKind::Config, "the configuration is not usable"),
         };
-        Error::with_source(kind, error.to_string(), error)
+        Error::with_source(kind, message, error)
     }
 }
 
-impl fmt::Debug for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Error")
-            .field("kind", &self.kind)
-            .field("message", &self.message)
-            .field("sql_state", &self.sql_state)
-            .field("source", &self.source)
-            .finish()
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl StdError for Error {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source
-            .as_deref()
-            .map(|source| source as &(dyn StdError + 'static))
+    #[test]
+    fn integrity_violations_have_kinds_of_their_own() {
+        assert_eq!(postgres_kind("23505"), ErrorKind::UniqueViolation);
+        assert_eq!(postgres_kind("23503"), ErrorKind::ForeignKeyViolation);
+        assert_eq!(postgres_kind("23502"), ErrorKind::NotNullViolation);
+        assert_eq!(postgres_kind("23514"), ErrorKind::CheckViolation);
+        assert_eq!(postgres_kind("23P01"), ErrorKind::Constraint);
+        assert_eq!(postgres_kind("42P01"), ErrorKind::Query);
+        assert!(ErrorKind::UniqueViolation.is_constraint());
+        assert!(!ErrorKind::Query.is_constraint());
     }
 }

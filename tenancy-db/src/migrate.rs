@@ -333,8 +333,8 @@ where
         .await?;
     let mut done = Vec::with_capacity(rows.len());
     for record in &rows {
-        let version: i64 = record.get(0)?;
-        let checksum: String = record.get(2)?;
+        let version: i64 = record.try_get(0)?;
+        let checksum: String = record.try_get(2)?;
         let known = migrations
             .iter()
             .find(|m| i64::from(m.version) == version)
@@ -344,7 +344,7 @@ where
                     format!(
                         "migration {version} `{}` was applied here but this program does not \
                          know it (was the target migrated by a newer program?)",
-                        record.get::<String>(1).unwrap_or_default()
+                        record.try_get::<String>(1).unwrap_or_default()
                     ),
                 )
             })?;

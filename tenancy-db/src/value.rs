@@ -30,6 +30,22 @@ pub enum Value {
     Text(String),
     /// Bytes.
     Bytes(Vec<u8>),
+    /// A UUID (PostgreSQL `uuid`; SQLite stores it as hyphenated text). Feature
+    /// `with-uuid-1`.
+    #[cfg(feature = "with-uuid-1")]
+    Uuid(uuid::Uuid),
+    /// A point in time (PostgreSQL `timestamptz`, and `timestamp` read as UTC; SQLite
+    /// stores it as RFC 3339 text in UTC). Feature `with-time-0_3`.
+    #[cfg(feature = "with-time-0_3")]
+    Timestamp(time::OffsetDateTime),
+    /// A calendar date (PostgreSQL `date`; SQLite stores it as `YYYY-MM-DD`). Feature
+    /// `with-time-0_3`.
+    #[cfg(feature = "with-time-0_3")]
+    Date(time::Date),
+    /// A JSON document (PostgreSQL `json`/`jsonb`; SQLite stores it as text). Feature
+    /// `with-serde_json-1`.
+    #[cfg(feature = "with-serde_json-1")]
+    Json(serde_json::Value),
 }
 
 macro_rules! value_from {
@@ -57,6 +73,13 @@ value_from! {
     &[u8] => Bytes,
 }
 
+#[cfg(feature = "with-uuid-1")]
+value_from! { uuid::Uuid => Uuid }
+#[cfg(feature = "with-time-0_3")]
+value_from! { time::OffsetDateTime => Timestamp, time::Date => Date }
+#[cfg(feature = "with-serde_json-1")]
+value_from! { serde_json::Value => Json }
+
 impl<T: Into<Value>> From<Option<T>> for Value {
     fn from(value: Option<T>) -> Self {
         value.map_or(Value::Null, Into::into)
@@ -72,6 +95,14 @@ impl Value {
             Value::Float(_) => "float",
             Value::Text(_) => "text",
             Value::Bytes(_) => "bytes",
+            #[cfg(feature = "with-uuid-1")]
+            Value::Uuid(_) => "uuid",
+            #[cfg(feature = "with-time-0_3")]
+            Value::Timestamp(_) => "timestamp",
+            #[cfg(feature = "with-time-0_3")]
+            Value::Date(_) => "date",
+            #[cfg(feature = "with-serde_json-1")]
+            Value::Json(_) => "json",
         }
     }
 }
@@ -101,6 +132,19 @@ impl ToSql for Value {
             (Value::Float(v), &Type::FLOAT8) => v.to_sql(ty, out),
             (Value::Text(v), _) if <&str as ToSql>::accepts(ty) => v.as_str().to_sql(ty, out),
             (Value::Bytes(v), &Type::BYTEA) => v.as_slice().to_sql(ty, out),
+            #[cfg(feature = "with-uuid-1")]
+            (Value::Uuid(v), &Type::UUID) => v.to_sql(ty, out),
+            #[cfg(feature = "with-time-0_3")]
+            (Value::Timestamp(v), &Type::TIMESTAMPTZ) => v.to_sql(ty, out),
+            #[cfg(feature = "with-time-0_3")]
+            (Value::Timestamp(v), &Type::TIMESTAMP) => {
+                let utc = v.to_offset(time::UtcOffset::UTC);
+                time::PrimitiveDateTime::new(utc.date(), utc.time()).to_sql(ty, out)
+            }
+            #[cfg(feature = "with-time-0_3")]
+            (Value::Date(v), &Type::DATE) => v.to_sql(ty, out),
+            #[cfg(feature = "with-serde_json-1")]
+            (Value::Json(v), &Type::JSON | &Type::JSONB) => v.to_sql(ty, out),
             (value, ty) => Err(format!(
                 "a {} value cannot be bound to a {} parameter; cast the parameter in SQL \
                  (for example `$1::text::{ty}`)",
@@ -130,8 +174,29 @@ impl rusqlite::ToSql for Value {
             Value::Float(v) => ValueRef::Real(*v),
             Value::Text(v) => ValueRef::Text(v.as_bytes()),
             Value::Bytes(v) => ValueRef::Blob(v),
+            // What SQLite has no type for is stored as text that sorts as the value does.
+            #[cfg(feature = "with-uuid-1")]
+            Value::Uuid(v) => return Ok(ToSqlOutput::from(v.hyphenated().to_string())),
+            #[cfg(feature = "with-time-0_3")]
+            Value::Timestamp(v) => return Ok(ToSqlOutput::from(rfc3339_utc(*v)?)),
+            #[cfg(feature = "with-time-0_3")]
+            Value::Date(v) => return Ok(ToSqlOutput::from(v.to_string())),
+            #[cfg(feature = "with-serde_json-1")]
+            Value::Json(v) => return Ok(ToSqlOutput::from(v.to_string())),
         }))
     }
+}
+
+/// A timestamp as RFC 3339 text in UTC, with microseconds: the form SQLite stores, so that
+/// text order is time order.
+#[cfg(feature = "with-time-0_3")]
+fn rfc3339_utc(at: time::OffsetDateTime) -> rusqlite::Result<String> {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    at.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
 /// A type a column can be read as.
@@ -204,6 +269,56 @@ impl FromValue for Vec<u8> {
     }
 }
 
+#[cfg(feature = "with-uuid-1")]
+impl FromValue for uuid::Uuid {
+    fn from_value(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::Uuid(v) => Ok(*v),
+            Value::Text(v) => v.parse().map_err(|_| mismatch(value, "Uuid")),
+            other => Err(mismatch(other, "Uuid")),
+        }
+    }
+}
+
+#[cfg(feature = "with-time-0_3")]
+impl FromValue for time::OffsetDateTime {
+    fn from_value(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::Timestamp(v) => Ok(*v),
+            Value::Text(v) => {
+                time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+                    .map_err(|_| mismatch(value, "OffsetDateTime"))
+            }
+            other => Err(mismatch(other, "OffsetDateTime")),
+        }
+    }
+}
+
+#[cfg(feature = "with-time-0_3")]
+impl FromValue for time::Date {
+    fn from_value(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::Date(v) => Ok(*v),
+            Value::Text(v) => {
+                time::Date::parse(v, time::macros::format_description!("[year]-[month]-[day]"))
+                    .map_err(|_| mismatch(value, "Date"))
+            }
+            other => Err(mismatch(other, "Date")),
+        }
+    }
+}
+
+#[cfg(feature = "with-serde_json-1")]
+impl FromValue for serde_json::Value {
+    fn from_value(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::Json(v) => Ok(v.clone()),
+            Value::Text(v) => serde_json::from_str(v).map_err(|_| mismatch(value, "JSON")),
+            other => Err(mismatch(other, "JSON")),
+        }
+    }
+}
+
 impl<T: FromValue> FromValue for Option<T> {
     fn from_value(value: &Value) -> Result<Self, String> {
         match value {
@@ -265,7 +380,23 @@ impl PartialEq for Row {
 
 impl Row {
     /// The value of `column` as `T`.
-    pub fn get<T: FromValue>(&self, column: impl ColumnIndex) -> Result<T, Error> {
+    ///
+    /// # Panics
+    ///
+    /// If the row has no such column or its value cannot be read as `T`, with a message that
+    /// names both: the convention of sqlx and tokio-postgres. Use [`Row::try_get`] for a
+    /// result.
+    #[track_caller]
+    pub fn get<T: FromValue>(&self, column: impl ColumnIndex) -> T {
+        match self.try_get(column) {
+            Ok(value) => value,
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    /// The value of `column` as `T`, or an error of kind
+    /// [`ErrorKind::Conversion`](crate::ErrorKind::Conversion) that says why not.
+    pub fn try_get<T: FromValue>(&self, column: impl ColumnIndex) -> Result<T, Error> {
         let position = column.position(self).ok_or_else(|| {
             Error::new(
                 ErrorKind::Conversion,
@@ -333,6 +464,32 @@ pub(crate) fn from_postgres(
                 .try_get::<_, Option<Vec<u8>>>(index)
                 .map_err(read)?
                 .into(),
+            #[cfg(feature = "with-uuid-1")]
+            Type::UUID => row
+                .try_get::<_, Option<uuid::Uuid>>(index)
+                .map_err(read)?
+                .into(),
+            #[cfg(feature = "with-time-0_3")]
+            Type::TIMESTAMPTZ => row
+                .try_get::<_, Option<time::OffsetDateTime>>(index)
+                .map_err(read)?
+                .into(),
+            #[cfg(feature = "with-time-0_3")]
+            Type::TIMESTAMP => row
+                .try_get::<_, Option<time::PrimitiveDateTime>>(index)
+                .map_err(read)?
+                .map(time::PrimitiveDateTime::assume_utc)
+                .into(),
+            #[cfg(feature = "with-time-0_3")]
+            Type::DATE => row
+                .try_get::<_, Option<time::Date>>(index)
+                .map_err(read)?
+                .into(),
+            #[cfg(feature = "with-serde_json-1")]
+            Type::JSON | Type::JSONB => row
+                .try_get::<_, Option<serde_json::Value>>(index)
+                .map_err(read)?
+                .into(),
             ref other => {
                 return Err(Error::new(
                     ErrorKind::Conversion,
@@ -366,7 +523,18 @@ pub(crate) fn from_sqlite(
             ValueRef::Null => Value::Null,
             ValueRef::Integer(v) => Value::Int(v),
             ValueRef::Real(v) => Value::Float(v),
-            ValueRef::Text(v) => Value::Text(String::from_utf8_lossy(v).into_owned()),
+            // Invalid UTF-8 is an error, never silently replaced.
+            ValueRef::Text(v) => Value::Text(
+                std::str::from_utf8(v)
+                    .map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            index,
+                            rusqlite::types::Type::Text,
+                            Box::new(e),
+                        )
+                    })?
+                    .to_owned(),
+            ),
             ValueRef::Blob(v) => Value::Bytes(v.to_vec()),
         });
     }

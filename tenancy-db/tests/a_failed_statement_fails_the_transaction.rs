@@ -6,8 +6,9 @@
 mod common;
 
 use common::{STRATEGIES, add_record, all_titles, records};
+use tenancy_core::IsolationMode;
 use tenancy_db::ErrorKind;
-use tenancy_test::db::TestDb;
+use tenancy_test::db::{Backend, TestDb};
 
 #[tokio::test]
 async fn commit_after_a_failed_statement_rolls_back_and_says_so() {
@@ -28,7 +29,7 @@ async fn commit_after_a_failed_statement_rolls_back_and_says_so() {
             )
             .await
             .unwrap_err();
-        assert_eq!(duplicate.kind(), ErrorKind::Constraint, "{what}");
+        assert_eq!(duplicate.kind(), ErrorKind::UniqueViolation, "{what}");
         let refused = tx
             .execute("INSERT INTO records (id, title) VALUES (3, 'after')", &[])
             .await
@@ -87,4 +88,59 @@ async fn commit_after_a_cancelled_statement_rolls_back_and_says_so() {
             );
         }
     }
+}
+
+/// Each layer's message says what failed there, and no more: its cause is reached through
+/// `source()`, so a chain printed as anyhow prints it (`outer: cause: cause`) shows each
+/// cause once.
+#[tokio::test]
+async fn errors_print_each_cause_once() {
+    fn assert_each_cause_once(error: &(dyn std::error::Error + 'static), what: &str) {
+        let mut layers = vec![error];
+        while let Some(cause) = layers.last().unwrap().source() {
+            layers.push(cause);
+        }
+        let ours = |e: &(dyn std::error::Error + 'static)| {
+            e.is::<tenancy_db::Error>()
+                || e.is::<tenancy_pool::Error>()
+                || e.is::<tenancy_core::Error>()
+        };
+        for pair in layers.windows(2) {
+            let (outer, inner) = (pair[0], pair[1]);
+            if ours(outer) {
+                assert!(
+                    !outer.to_string().contains(&inner.to_string()),
+                    "{what}: `{outer}` repeats its cause `{inner}`"
+                );
+            }
+        }
+        assert!(layers.len() > 1, "{what}: no cause behind `{error}`");
+    }
+
+    let fixture = TestDb::new(Backend::Postgres, records()).await;
+    let acme = fixture.tenant("acme", IsolationMode::Row).await;
+    add_record(&fixture.db, &acme, 1, "first").await;
+    let mut tx = fixture.db.transaction(&acme).await.unwrap();
+    let duplicate = tx
+        .execute("INSERT INTO records (id, title) VALUES (1, 'again')", &[])
+        .await
+        .unwrap_err();
+    tx.rollback().await.unwrap();
+    assert_eq!(duplicate.kind(), ErrorKind::UniqueViolation);
+    assert_eq!(duplicate.sql_state(), Some("23505"));
+    assert_each_cause_once(&duplicate, "a duplicate key");
+
+    // A server that is not there: this crate, the pool, the session, the driver.
+    let config = tenancy_db::DbConfig::postgres(
+        "postgres://postgres@127.0.0.1:1/postgres",
+        tenancy_db::Secret::new(tenancy_test::db::TEST_SECRET).unwrap(),
+    );
+    let db = tenancy_db::TenantDb::new(config, records()).unwrap();
+    let down = db
+        .platform()
+        .prepare(&tenancy_test::operator())
+        .await
+        .unwrap_err();
+    assert_eq!(down.kind(), ErrorKind::DatabaseUnavailable);
+    assert_each_cause_once(&down, "an unreachable server");
 }

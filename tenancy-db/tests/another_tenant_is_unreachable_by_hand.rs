@@ -272,7 +272,7 @@ async fn a_sqlite_tenant_cannot_attach_another_tenants_file() {
         let err = tx.batch(&attempt).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Query, "{attempt}");
         assert!(
-            err.to_string().contains("too many attached databases"),
+            tenancy_test::error_chain(&err).contains("too many attached databases"),
             "{attempt}: {err}"
         );
         tx.rollback().await.unwrap();
@@ -287,7 +287,7 @@ async fn a_sqlite_tenant_cannot_attach_another_tenants_file() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Query);
     assert!(
-        err.to_string().contains("too many attached databases"),
+        tenancy_test::error_chain(&err).contains("too many attached databases"),
         "{err}"
     );
     drop(tx);

@@ -119,23 +119,11 @@ async fn randomly_cancelled_transactions_leave_connections_clean() {
             .await
             .unwrap();
         let context = format!("round {round}, tenant {}", ctx.tenant());
+        assert_eq!(row.get::<String>("who"), expected.user, "{context}");
+        assert_eq!(row.get::<String>("tenant"), expected.setting, "{context}");
+        assert_eq!(row.get::<String>("schema"), expected.schema, "{context}");
         assert_eq!(
-            row.get::<String>("who").unwrap(),
-            expected.user,
-            "{context}"
-        );
-        assert_eq!(
-            row.get::<String>("tenant").unwrap(),
-            expected.setting,
-            "{context}"
-        );
-        assert_eq!(
-            row.get::<String>("schema").unwrap(),
-            expected.schema,
-            "{context}"
-        );
-        assert_eq!(
-            row.get::<Option<String>>("xid").unwrap(),
+            row.get::<Option<String>>("xid"),
             None,
             "{context}: the transaction began with work of an earlier one in it"
         );
@@ -144,7 +132,7 @@ async fn randomly_cancelled_transactions_leave_connections_clean() {
             .await
             .unwrap()
             .iter()
-            .map(|r| r.get("title").unwrap())
+            .map(|r| r.get("title"))
             .collect();
         assert!(
             titles.iter().all(|title| title == ctx.tenant().as_str()),

@@ -43,18 +43,6 @@ async fn as_owner(fixture: &TestDb) -> tenancy_test::db::SuperuserClient {
     shared
 }
 
-/// Every message of an error and its sources, as a reader of a log would see them.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut chain = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    chain
-}
-
 async fn findings(db: &TenantDb) -> String {
     match db.platform().check_isolation(&operator()).await {
         Ok(_) => String::new(),
@@ -87,7 +75,7 @@ async fn views_read_as_their_invoker_and_cannot_be_turned_back() {
                 .unwrap();
             tx.commit().await.unwrap();
             rows.iter()
-                .map(|row| row.get::<String>(0).unwrap())
+                .map(|row| row.get::<String>(0))
                 .collect::<Vec<_>>()
         }
     };
@@ -312,7 +300,7 @@ async fn session_as_lent(db: &TenantDb, ctx: &TenantContext) -> (String, i32) {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    (row.get("state").unwrap(), row.get("pid").unwrap())
+    (row.get("state"), row.get("pid"))
 }
 
 #[tokio::test]
@@ -348,8 +336,7 @@ async fn session_state_never_reaches_the_next_borrower() {
                     .query_one("SELECT pg_backend_pid()", &[])
                     .await
                     .unwrap()
-                    .get(0)
-                    .unwrap();
+                    .get(0);
                 tx.batch(leftover).await.unwrap();
                 if commit {
                     tx.commit().await.unwrap();
@@ -407,7 +394,7 @@ async fn a_role_setting_written_by_a_tenant_is_refused_reported_and_reset() {
     // A new node opens new sessions: each is refused before it is lent.
     let node = fixture.reopen(records());
     let refused = node.transaction(&row).await.unwrap_err();
-    let chain = error_chain(&refused);
+    let chain = tenancy_test::error_chain(&refused);
     assert!(
         chain.contains("acts as role") && chain.contains("Platform::prepare"),
         "{chain}"
@@ -448,7 +435,7 @@ async fn a_statement_that_lifts_the_timeout_is_stopped_anyway() {
             started.elapsed()
         );
         assert!(
-            stopped.to_string().contains("statement timeout"),
+            tenancy_test::error_chain(&stopped).contains("statement timeout"),
             "{stopped}"
         );
         let refused = tx.commit().await.unwrap_err();

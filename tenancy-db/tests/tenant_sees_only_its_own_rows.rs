@@ -39,8 +39,7 @@ async fn every_strategy_keeps_two_tenants_apart() {
             .query_one("SELECT count(*) AS n FROM records", &[])
             .await
             .unwrap()
-            .get("n")
-            .unwrap();
+            .get("n");
         assert_eq!(count, 1, "{what}");
         // A duplicate key is the tenant's own conflict only.
         let duplicate = tx
@@ -52,11 +51,11 @@ async fn every_strategy_keeps_two_tenants_apart() {
             .unwrap_err();
         assert_eq!(
             duplicate.kind(),
-            ErrorKind::Constraint,
+            ErrorKind::UniqueViolation,
             "{what}: {duplicate}"
         );
         assert!(
-            !duplicate.to_string().contains("Acme"),
+            !tenancy_test::error_chain(&duplicate).contains("Acme"),
             "{what}: {duplicate}"
         );
         tx.rollback().await.unwrap();
@@ -82,7 +81,7 @@ async fn parameters_bind_by_number_whatever_their_order() {
             )
             .await
             .unwrap();
-        assert_eq!(row.get::<i64>("id").unwrap(), 7);
+        assert_eq!(row.get::<i64>("id"), 7);
         let wrong_count = tx
             .query("SELECT id FROM records WHERE id = $1", &[])
             .await

@@ -1,8 +1,5 @@
 //! The error type of `tenancy-pool`.
 
-use std::error::Error as StdError;
-use std::fmt;
-
 /// What kind of failure an [`Error`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -23,61 +20,9 @@ pub enum ErrorKind {
     Exhausted,
 }
 
-/// The error type of `tenancy-pool`: match on [`Error::kind`], read the message, and find a
-/// backend's own error through [`std::error::Error::source`].
-pub struct Error {
-    kind: ErrorKind,
-    message: String,
-    source: Option<Box<dyn StdError + Send + Sync>>,
-}
-
-impl Error {
-    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error {
-            kind,
-            message: message.into(),
-            source: None,
-        }
-    }
-
-    pub(crate) fn with_source(
-        kind: ErrorKind,
-        message: impl Into<String>,
-        source: Box<dyn StdError + Send + Sync>,
-    ) -> Self {
-        Error {
-            kind,
-            message: message.into(),
-            source: Some(source),
-        }
-    }
-
-    /// What kind of failure this is.
-    pub fn kind(&self) -> ErrorKind {
-        self.kind
-    }
-}
-
-impl fmt::Debug for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Error")
-            .field("kind", &self.kind)
-            .field("message", &self.message)
-            .field("source", &self.source)
-            .finish()
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl StdError for Error {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source
-            .as_deref()
-            .map(|source| source as &(dyn StdError + 'static))
-    }
+tenancy_core::error_type! {
+    /// The error type of `tenancy-pool`: match on [`Error::kind`], read the message, and find a
+    /// backend's own error through [`std::error::Error::source`].
+    pub struct Error(ErrorKind);
+    constructors: pub(crate) fn;
 }

@@ -29,3 +29,17 @@ mod tenants;
 
 pub use services::Service;
 pub use tenants::{TEST_PREFIX, naming, operator, unique_tenant};
+
+/// Every message of `error` and its sources, joined with `: ` as `anyhow` prints them with
+/// `{:#}`: what a person reads in a log. Tests assert on this, since each layer's message
+/// says only what failed there and the details are in the causes.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    chain
+}

@@ -642,7 +642,7 @@ impl PgServer {
             )
             .await?
             .iter()
-            .map(|row| row.get::<String>(0))
+            .map(|row| row.try_get::<String>(0))
             .collect::<Result<_, _>>()?;
         let mut remaining = tables;
         for _pass in 0..=remaining.len() {
@@ -657,7 +657,7 @@ impl PgServer {
                     .await;
                 match deleted {
                     Ok(_) => tx.batch("RELEASE SAVEPOINT tenancy_delete").await?,
-                    Err(error) if error.kind() == ErrorKind::Constraint => {
+                    Err(error) if error.kind() == ErrorKind::ForeignKeyViolation => {
                         tx.rollback_to_savepoint("tenancy_delete").await?;
                         blocked.push(table);
                     }
