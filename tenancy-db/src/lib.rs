@@ -26,7 +26,7 @@ pub use migrate::{
 };
 pub use platform::Platform;
 pub use postgres::{TENANT_SETTING, rls};
-pub use transaction::Transaction;
+pub use transaction::{Postgres, RowStream, Transaction};
 pub use value::{ColumnIndex, FromValue, Row, Value};
 
 /// Not part of the API: what the benchmarks need to send exactly what this crate sends

@@ -14,6 +14,9 @@ use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use crate::error::{Error, ErrorKind};
 
+#[cfg(feature = "serde")]
+mod de;
+
 /// A value bound to a parameter or read from a column.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -409,6 +412,23 @@ impl Row {
                 format!("reading {}: {why}", column.describe()),
             )
         })
+    }
+
+    /// A row of `values` under `columns`: for tests of code that reads rows.
+    ///
+    /// # Panics
+    ///
+    /// If there are not as many values as columns.
+    pub fn with_columns(columns: &[&str], values: Vec<Value>) -> Row {
+        assert_eq!(
+            columns.len(),
+            values.len(),
+            "a row needs one value per column"
+        );
+        Row {
+            columns: Columns::Named(columns.iter().map(|name| (*name).to_owned()).collect()),
+            values,
+        }
     }
 
     /// The column names, in order.

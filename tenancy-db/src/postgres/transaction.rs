@@ -15,8 +15,8 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use futures::future::join;
+use futures::{StreamExt, TryStreamExt};
 use tenancy_core::TenantId;
 use tenancy_pool::Share;
 
@@ -222,6 +222,64 @@ impl PgTransaction {
         .await
     }
 
+    /// The rows of a query as the driver reads them, with the driver's own parameter types:
+    /// the typed tier.
+    pub(crate) async fn query_typed(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, Error> {
+        self.run(|connection| async move {
+            let statement = prepare(connection, sql).await?;
+            connection
+                .query(&statement, params)
+                .await
+                .map_err(|e| Error::postgres("running a query", e))
+        })
+        .await
+    }
+
+    /// A statement with the driver's own parameter types; the rows it changed.
+    pub(crate) async fn execute_typed(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, Error> {
+        self.run(|connection| async move {
+            let statement = prepare(connection, sql).await?;
+            connection
+                .execute(&statement, params)
+                .await
+                .map_err(|e| Error::postgres("executing a statement", e))
+        })
+        .await
+    }
+
+    /// A query's rows as they arrive, portable: memory stays bounded however many there
+    /// are. An error while reading fails the transaction.
+    pub(crate) async fn query_stream<'a>(
+        &'a self,
+        sql: &str,
+        params: &'a [Value],
+    ) -> Result<impl futures::Stream<Item = Result<Row, Error>> + Send + 'a, Error> {
+        let (statement, rows) = self
+            .run(|connection| async move {
+                let statement = prepare(connection, sql).await?;
+                let rows = connection
+                    .query_raw(&statement, params)
+                    .await
+                    .map_err(|e| Error::postgres("running a query", e))?;
+                Ok((statement, rows))
+            })
+            .await?;
+        Ok(rows.map(move |row| {
+            let row = row
+                .map_err(|e| Error::postgres("reading a row", e))
+                .and_then(|row| value::from_postgres(&statement, &row));
+            self.watch(row)
+        }))
+    }
+
     pub(crate) async fn batch(&self, sql: &str) -> Result<(), Error> {
         self.run(|connection| async move {
             connection
@@ -232,8 +290,8 @@ impl PgTransaction {
         .await
     }
 
-    /// Rolls back to `savepoint` after a failed statement and clears the failure: for the
-    /// platform's own work, which uses savepoints deliberately.
+    /// Rolls back to `savepoint` after a failed statement and clears the failure: for
+    /// savepoints (`Transaction::savepoint`, and the platform's own work).
     pub(crate) async fn rollback_to_savepoint(&self, savepoint: &str) -> Result<(), Error> {
         if !self.begun.load(Ordering::Relaxed) {
             return Err(Error::new(

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use deadpool_sync::InteractError;
+use futures::StreamExt;
 
 use super::SqliteConnection;
 use crate::error::{Error, ErrorKind};
@@ -15,6 +16,8 @@ use crate::value::{self, Row, Value};
 
 pub(crate) struct SqliteTransaction {
     connection: Option<SqliteConnection>,
+    /// Statements of the typed tier ended the transaction: there is nothing to end.
+    ended: AtomicBool,
     /// A statement failed: later ones are refused and `commit` rolls back (see
     /// `failed_earlier`).
     failed: AtomicBool,
@@ -50,6 +53,7 @@ fn bind(statement: &mut rusqlite::Statement<'_>, params: &[Value]) -> rusqlite::
 impl SqliteTransaction {
     pub(crate) async fn begin(connection: SqliteConnection) -> Result<Self, Error> {
         let transaction = SqliteTransaction {
+            ended: AtomicBool::new(false),
             connection: Some(connection),
             failed: AtomicBool::new(false),
         };
@@ -90,7 +94,7 @@ impl SqliteTransaction {
 
     pub(crate) async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, Error> {
         let (sql, params) = (sql.to_owned(), params.to_vec());
-        self.run("executing a statement", move |c| {
+        self.run_statement("executing a statement", move |c| {
             let mut statement = c.prepare_cached(&sql)?;
             bind(&mut statement, &params)?;
             statement.raw_execute().map(|n| n as u64)
@@ -100,7 +104,7 @@ impl SqliteTransaction {
 
     pub(crate) async fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, Error> {
         let (sql, params) = (sql.to_owned(), params.to_vec());
-        self.run("running a query", move |c| {
+        self.run_statement("running a query", move |c| {
             let mut statement = c.prepare_cached(&sql)?;
             bind(&mut statement, &params)?;
             let columns: Arc<[String]> = statement
@@ -118,13 +122,130 @@ impl SqliteTransaction {
         .await
     }
 
+    /// Runs `work` on the tenant's own connection, inside this transaction: the typed tier.
+    pub(crate) async fn with_connection<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<R> + Send + 'static,
+    ) -> Result<R, Error> {
+        self.run_statement("running statements on the tenant's connection", work)
+            .await
+    }
+
+    /// Runs the application's statements, under the rule every tier shares: they run in
+    /// this transaction and must not end it. A `COMMIT` among them is turned into a
+    /// rollback (a commit hook refuses it), so nothing of the transaction is kept, and a
+    /// transaction they ended is failed; attaching another file stays refused (the limit
+    /// is 0).
+    async fn run_statement<R: Send + 'static>(
+        &self,
+        context: &'static str,
+        work: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<R> + Send + 'static,
+    ) -> Result<R, Error> {
+        let (result, ended) = self
+            .run(context, move |c| {
+                c.commit_hook(Some(|| true))?;
+                let result = work(c);
+                c.commit_hook(None::<fn() -> bool>)?;
+                Ok((result, c.is_autocommit()))
+            })
+            .await?;
+        if ended {
+            self.failed.store(true, Ordering::Relaxed);
+            self.ended.store(true, Ordering::Relaxed);
+            return Err(Error::new(
+                ErrorKind::Transaction,
+                "a statement ended the tenant's transaction: nothing of it is kept; end a \
+                 transaction with `commit` or `rollback`, not in SQL",
+            ));
+        }
+        result.map_err(|error| {
+            self.failed.store(true, Ordering::Relaxed);
+            Error::sqlite(context, error)
+        })
+    }
+
+    /// A query's rows as they arrive, through a bounded channel from the connection's
+    /// thread, so memory stays bounded however many there are.
+    pub(crate) async fn query_stream(
+        &self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<impl futures::Stream<Item = Result<Row, Error>> + Send + '_, Error> {
+        const BUFFERED_ROWS: usize = 64;
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(failed_earlier());
+        }
+        let connection = self
+            .connection
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorKind::Transaction, "the transaction is finished"))?;
+        let (sender, receiver) = tokio::sync::mpsc::channel(BUFFERED_ROWS);
+        let (sql, params) = (sql.to_owned(), params.to_vec());
+        let reading = connection.interact(move |c| {
+            let read = || -> rusqlite::Result<()> {
+                let mut statement = c.prepare_cached(&sql)?;
+                bind(&mut statement, &params)?;
+                let columns: Arc<[String]> = statement
+                    .column_names()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect();
+                let mut rows = statement.raw_query();
+                while let Some(row) = rows.next()? {
+                    let row = value::from_sqlite(&columns, row)?;
+                    if sender.blocking_send(Ok(row)).is_err() {
+                        // The reader went away: stop reading.
+                        return Ok(());
+                    }
+                }
+                Ok(())
+            };
+            if let Err(error) = read() {
+                let _ = sender.blocking_send(Err(error));
+            }
+        });
+        let rows = futures::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|row| (row, receiver))
+        });
+        // Drives the reading and the channel together; the reading finishes when the rows
+        // are all sent or the stream is dropped.
+        let reading = futures::stream::once(reading)
+            .filter_map(|done| async move { done.err().map(|error| Err(interact_failed(error))) });
+        Ok(futures::stream::select(
+            rows.map(|row| {
+                row.map_err(|error| Error::sqlite("reading a row", error))
+                    .inspect_err(|_| self.failed.store(true, Ordering::Relaxed))
+            }),
+            reading.map(|error: Result<Row, Error>| {
+                self.failed.store(true, Ordering::Relaxed);
+                error
+            }),
+        ))
+    }
+
+    /// Rolls back to `savepoint` and clears the failure.
+    pub(crate) async fn rollback_to_savepoint(&self, savepoint: &str) -> Result<(), Error> {
+        self.failed.store(false, Ordering::Relaxed);
+        let sql = format!("ROLLBACK TO SAVEPOINT \"{savepoint}\"");
+        self.run("rolling back to a savepoint", move |c| {
+            c.execute_batch(&sql)
+        })
+        .await
+    }
+
     pub(crate) async fn batch(&self, sql: &str) -> Result<(), Error> {
         let sql = sql.to_owned();
-        self.run("running a batch", move |c| c.execute_batch(&sql))
+        self.run_statement("running a batch", move |c| c.execute_batch(&sql))
             .await
     }
 
     async fn finish(&mut self, verb: &'static str) -> Result<(), Error> {
+        if self.ended.load(Ordering::Relaxed) {
+            if let Some(connection) = self.connection.take() {
+                connection.discard();
+            }
+            return Ok(());
+        }
         self.failed.store(false, Ordering::Relaxed);
         let result = self
             .run("ending the transaction", move |c| c.execute_batch(verb))
