@@ -16,7 +16,9 @@ use tenancy_core::{
 };
 
 use crate::error::{Error, ErrorKind};
+#[cfg(feature = "postgres")]
 use crate::postgres::PgServer;
+#[cfg(feature = "sqlite")]
 use crate::sqlite::{FileKey, SqliteServer};
 use crate::transaction::Tx;
 use crate::value::Row;
@@ -53,14 +55,18 @@ pub(crate) struct Changes {
 /// Where the catalog is kept.
 #[derive(Clone)]
 pub(crate) enum CatalogStore {
+    #[cfg(feature = "postgres")]
     Postgres(Arc<PgServer>),
+    #[cfg(feature = "sqlite")]
     Sqlite(Arc<SqliteServer>),
 }
 
 impl fmt::Debug for CatalogStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            #[cfg(feature = "postgres")]
             CatalogStore::Postgres(server) => write!(f, "CatalogStore::Postgres({})", server.name),
+            #[cfg(feature = "sqlite")]
             CatalogStore::Sqlite(server) => write!(f, "CatalogStore::Sqlite({})", server.name),
         }
     }
@@ -107,11 +113,13 @@ impl CatalogStore {
             }
         };
         match self {
+            #[cfg(feature = "postgres")]
             CatalogStore::Postgres(server) => server
                 .begin_catalog()
                 .await
                 .map(Tx::postgres)
                 .map_err(catalog_error),
+            #[cfg(feature = "sqlite")]
             CatalogStore::Sqlite(server) => server
                 .begin(&FileKey::Platform)
                 .await
@@ -123,7 +131,9 @@ impl CatalogStore {
     /// Creates the catalog tables if they are missing.
     pub(crate) async fn ensure_schema(&self) -> Result<(), Error> {
         let serial = match self {
+            #[cfg(feature = "postgres")]
             CatalogStore::Postgres(_) => "bigserial PRIMARY KEY",
+            #[cfg(feature = "sqlite")]
             CatalogStore::Sqlite(_) => "integer PRIMARY KEY AUTOINCREMENT",
         };
         let tx = self.begin().await?;

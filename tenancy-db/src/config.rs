@@ -1,6 +1,8 @@
 //! [`DbConfig`]: which servers exist and how to reach them.
 
+#[cfg(feature = "postgres")]
 use std::fmt;
+#[cfg(feature = "sqlite")]
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,8 +11,10 @@ use tenancy_pool::PoolsConfig;
 
 use crate::credentials::Secret;
 use crate::error::{Error, ErrorKind};
+#[cfg(feature = "postgres")]
 use crate::postgres::address::describe;
 
+#[cfg(feature = "postgres")]
 /// The most application roles schema tenants can be spread over: more would leave each a
 /// handful of tenants, and a pool each.
 pub(crate) const MAX_SCHEMA_ROLE_SHARDS: u16 = 1024;
@@ -67,9 +71,11 @@ pub struct DbConfig {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ServerConfig {
-    /// A PostgreSQL server: database, schema or row-level isolation.
+    /// A PostgreSQL server: database, schema or row-level isolation. Feature `postgres`.
+    #[cfg(feature = "postgres")]
     Postgres(PostgresServer),
-    /// A directory of SQLite files: a file per tenant.
+    /// A directory of SQLite files: a file per tenant. Feature `sqlite`.
+    #[cfg(feature = "sqlite")]
     Sqlite(SqliteServer),
 }
 
@@ -77,13 +83,36 @@ impl ServerConfig {
     /// The server's name.
     pub fn name(&self) -> &ServerName {
         match self {
+            #[cfg(feature = "postgres")]
             ServerConfig::Postgres(server) => &server.name,
+            #[cfg(feature = "sqlite")]
             ServerConfig::Sqlite(server) => &server.name,
+        }
+    }
+
+    /// The PostgreSQL server, if this is one.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn postgres_mut(&mut self) -> Option<&mut PostgresServer> {
+        match self {
+            ServerConfig::Postgres(server) => Some(server),
+            #[cfg(feature = "sqlite")]
+            ServerConfig::Sqlite(_) => None,
+        }
+    }
+
+    /// The PostgreSQL server, if this is one.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn postgres(&self) -> Option<&PostgresServer> {
+        match self {
+            ServerConfig::Postgres(server) => Some(server),
+            #[cfg(feature = "sqlite")]
+            ServerConfig::Sqlite(_) => None,
         }
     }
 }
 
 /// A PostgreSQL server.
+#[cfg(feature = "postgres")]
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct PostgresServer {
@@ -126,6 +155,7 @@ pub struct PostgresServer {
     pub max_connections_per_shared_tenant: Option<usize>,
 }
 
+#[cfg(feature = "postgres")]
 impl fmt::Debug for PostgresServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresServer")
@@ -148,6 +178,7 @@ impl fmt::Debug for PostgresServer {
 }
 
 /// A directory of SQLite files.
+#[cfg(feature = "sqlite")]
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SqliteServer {
@@ -166,6 +197,7 @@ impl DbConfig {
     /// The name [`DbConfig::postgres`] gives its server.
     pub const MAIN: &'static str = "main";
 
+    #[cfg(feature = "sqlite")]
     /// Everything in SQLite files under `data_dir`: a file per tenant and a platform file
     /// for the catalog. No server needed.
     pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
@@ -181,6 +213,7 @@ impl DbConfig {
         )
     }
 
+    #[cfg(feature = "postgres")]
     /// One PostgreSQL server called `main`, reached for platform operations through
     /// `admin_url`, holding the catalog.
     pub fn postgres(admin_url: impl Into<String>, credentials: Secret) -> Self {
@@ -230,34 +263,43 @@ impl DbConfig {
         self
     }
 
+    #[cfg(feature = "postgres")]
     /// Sets the statement timeout of every PostgreSQL server.
     pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
-        for server in &mut self.servers {
-            if let ServerConfig::Postgres(server) = server {
-                server.statement_timeout = timeout;
-            }
+        for server in self
+            .servers
+            .iter_mut()
+            .filter_map(ServerConfig::postgres_mut)
+        {
+            server.statement_timeout = timeout;
         }
         self
     }
 
+    #[cfg(feature = "postgres")]
     /// Sets how many application roles the schema-per-tenant tenants of every PostgreSQL
     /// server are spread over (see [`PostgresServer::schema_role_shards`]).
     pub fn schema_role_shards(mut self, shards: u16) -> Self {
-        for server in &mut self.servers {
-            if let ServerConfig::Postgres(server) = server {
-                server.schema_role_shards = shards;
-            }
+        for server in self
+            .servers
+            .iter_mut()
+            .filter_map(ServerConfig::postgres_mut)
+        {
+            server.schema_role_shards = shards;
         }
         self
     }
 
+    #[cfg(feature = "postgres")]
     /// Seals (or unseals) the row-level binding of every PostgreSQL server (see
     /// [`PostgresServer::sealed_row_binding`]).
     pub fn sealed_row_binding(mut self, sealed: bool) -> Self {
-        for server in &mut self.servers {
-            if let ServerConfig::Postgres(server) = server {
-                server.sealed_row_binding = sealed;
-            }
+        for server in self
+            .servers
+            .iter_mut()
+            .filter_map(ServerConfig::postgres_mut)
+        {
+            server.sealed_row_binding = sealed;
         }
         self
     }
@@ -266,7 +308,9 @@ impl DbConfig {
     pub fn pool(mut self, pool: &PoolsConfig) -> Self {
         for server in &mut self.servers {
             match server {
+                #[cfg(feature = "postgres")]
                 ServerConfig::Postgres(server) => server.pool = pool.clone(),
+                #[cfg(feature = "sqlite")]
                 ServerConfig::Sqlite(server) => server.pool = pool.clone(),
             }
         }
@@ -291,20 +335,33 @@ impl DbConfig {
                 ),
             ));
         }
-        let has_postgres = self
+        #[cfg(feature = "postgres")]
+        self.validate_postgres()?;
+        if self.migration_parallelism == 0 {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "migration_parallelism must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    #[cfg(feature = "postgres")]
+    fn validate_postgres(&self) -> Result<(), Error> {
+        let mut postgres = self
             .servers
             .iter()
-            .any(|server| matches!(server, ServerConfig::Postgres(_)));
-        if has_postgres && self.credentials.is_none() {
+            .filter_map(ServerConfig::postgres)
+            .peekable();
+        if postgres.peek().is_some() && self.credentials.is_none() {
             return Err(Error::new(
                 ErrorKind::Config,
                 "a PostgreSQL server is configured but no credential secret: set \
                  `DbConfig::credentials` so tenant roles can be given passwords",
             ));
         }
-        for server in &self.servers {
-            if let ServerConfig::Postgres(server) = server
-                && server.name == self.catalog_server
+        for server in postgres {
+            if server.name == self.catalog_server
                 && server.pool.max_connections <= self.catalog_connections
             {
                 return Err(Error::new(
@@ -317,9 +374,7 @@ impl DbConfig {
                     ),
                 ));
             }
-            if let ServerConfig::Postgres(server) = server
-                && !(1..=MAX_SCHEMA_ROLE_SHARDS).contains(&server.schema_role_shards)
-            {
+            if !(1..=MAX_SCHEMA_ROLE_SHARDS).contains(&server.schema_role_shards) {
                 return Err(Error::new(
                     ErrorKind::Config,
                     format!(
@@ -330,17 +385,11 @@ impl DbConfig {
                 ));
             }
         }
-        if self.migration_parallelism == 0 {
-            return Err(Error::new(
-                ErrorKind::Config,
-                "migration_parallelism must be at least 1",
-            ));
-        }
         Ok(())
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "postgres"))]
 mod tests {
     use super::*;
 

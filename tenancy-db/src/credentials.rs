@@ -51,6 +51,7 @@ impl Secret {
         hex(&mac.finalize().into_bytes())
     }
 
+    #[cfg(feature = "postgres")]
     /// The value of the tenant setting (`app.tenant_id`) that binds a row-level transaction
     /// to `tenant` on the connection served by server process `pid`, with the proof a
     /// sealed policy checks: for an operator who must act as a row-level tenant by hand
@@ -59,6 +60,7 @@ impl Secret {
         self.binding_key().bound_value(pid, tenant)
     }
 
+    #[cfg(feature = "postgres")]
     /// The key that seals row-level bindings (see [`BindingKey`]).
     pub(crate) fn binding_key(&self) -> BindingKey {
         let mut mac = Hmac::<Sha256>::new_from_slice(self.0.as_bytes())
@@ -67,6 +69,7 @@ impl Secret {
         BindingKey(mac.finalize().into_bytes().into())
     }
 
+    #[cfg(feature = "postgres")]
     /// The SCRAM-SHA-256 verifier of `role`'s password, for `CREATE ROLE ... PASSWORD`.
     pub(crate) fn scram_verifier_for(&self, role: &str) -> String {
         postgres_protocol::password::scram_sha_256(self.password_for(role).as_bytes())
@@ -87,6 +90,7 @@ impl fmt::Debug for Secret {
     }
 }
 
+#[cfg(feature = "postgres")]
 /// The key of the sealed row-level binding, derived from the deployment secret.
 ///
 /// A row-level transaction binds its tenant as `tenant:proof`, where the proof is
@@ -98,6 +102,7 @@ impl fmt::Debug for Secret {
 #[derive(Clone)]
 pub(crate) struct BindingKey([u8; 32]);
 
+#[cfg(feature = "postgres")]
 impl BindingKey {
     /// The value of the tenant setting for `tenant` on the connection served by `pid`.
     pub(crate) fn bound_value(&self, pid: i32, tenant: &tenancy_core::TenantId) -> String {
@@ -120,6 +125,7 @@ impl BindingKey {
     }
 }
 
+#[cfg(feature = "postgres")]
 impl fmt::Debug for BindingKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("BindingKey(<redacted>)")
@@ -148,6 +154,7 @@ mod tests {
 
     /// The server recomputes the proof from the pads with two SHA-256 calls: that must be
     /// the HMAC the client sends.
+    #[cfg(feature = "postgres")]
     #[test]
     fn binding_pads_compute_the_same_hmac() {
         use sha2::Digest;

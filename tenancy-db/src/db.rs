@@ -12,15 +12,41 @@ use crate::config::{DbConfig, ServerConfig};
 use crate::error::{Error, ErrorKind};
 use crate::migrate::Migrations;
 use crate::platform::Platform;
+#[cfg(feature = "postgres")]
 use crate::postgres::{Binding, PgServer, Target};
+#[cfg(feature = "sqlite")]
 use crate::sqlite::{FileKey, SqliteServer};
 use crate::transaction::{Transaction, Tx};
 
 /// A configured server.
 #[derive(Clone)]
 pub(crate) enum Server {
+    #[cfg(feature = "postgres")]
     Postgres(Arc<PgServer>),
+    #[cfg(feature = "sqlite")]
     Sqlite(Arc<SqliteServer>),
+}
+
+impl Server {
+    /// The PostgreSQL server, if this is one.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn postgres(&self) -> Option<&Arc<PgServer>> {
+        match self {
+            Server::Postgres(pg) => Some(pg),
+            #[cfg(feature = "sqlite")]
+            Server::Sqlite(_) => None,
+        }
+    }
+
+    /// Whether this is a directory of SQLite files.
+    pub(crate) fn is_sqlite(&self) -> bool {
+        match self {
+            #[cfg(feature = "postgres")]
+            Server::Postgres(_) => false,
+            #[cfg(feature = "sqlite")]
+            Server::Sqlite(_) => true,
+        }
+    }
 }
 
 /// Tenant-scoped database access: the only way application code reaches a tenant's data.
@@ -53,6 +79,7 @@ impl TenantDb {
         let mut servers = Vec::new();
         for server in &config.servers {
             let made = match server {
+                #[cfg(feature = "postgres")]
                 ServerConfig::Postgres(pg) => {
                     let secret = config
                         .credentials
@@ -70,6 +97,7 @@ impl TenantDb {
                         catalog_connections,
                     )?))
                 }
+                #[cfg(feature = "sqlite")]
                 ServerConfig::Sqlite(sqlite) => {
                     Server::Sqlite(Arc::new(SqliteServer::new(sqlite, naming.clone())?))
                 }
@@ -83,7 +111,9 @@ impl TenantDb {
             .map(|(_, server)| server)
             .expect("validated: the catalog server is configured");
         let store = match catalog_server {
+            #[cfg(feature = "postgres")]
             Server::Postgres(pg) => CatalogStore::Postgres(Arc::clone(pg)),
+            #[cfg(feature = "sqlite")]
             Server::Sqlite(sqlite) => CatalogStore::Sqlite(Arc::clone(sqlite)),
         };
         let catalog = CachedCatalog::new(store, config.catalog_cache_ttl);
@@ -129,10 +159,12 @@ impl TenantDb {
             self.server(&tenant.placement.server)?,
             tenant.placement.isolation,
         ) {
+            #[cfg(feature = "postgres")]
             (Server::Postgres(pg), IsolationMode::Database) => pg
                 .begin(&Target::Tenant(id.clone()), Binding::Connection)
                 .await
                 .map(Tx::postgres)?,
+            #[cfg(feature = "postgres")]
             (Server::Postgres(pg), IsolationMode::Schema) => {
                 let role = pg.names.tenant(&id);
                 let target = Target::Shared(pg.names.shard_of(&role));
@@ -140,10 +172,12 @@ impl TenantDb {
                     .await
                     .map(Tx::postgres)?
             }
+            #[cfg(feature = "postgres")]
             (Server::Postgres(pg), IsolationMode::Row) => pg
                 .begin_shared(&Target::Shared(0), Binding::Row(id.clone()), &id)
                 .await
                 .map(Tx::postgres)?,
+            #[cfg(feature = "sqlite")]
             (Server::Sqlite(sqlite), IsolationMode::Database) => sqlite
                 .begin(&FileKey::Tenant(id.clone()))
                 .await
@@ -168,7 +202,9 @@ impl TenantDb {
     /// The connection counters of `server`, if it is configured.
     pub fn pool_stats(&self, server: &ServerName) -> Option<PoolStats> {
         match self.server(server).ok()? {
+            #[cfg(feature = "postgres")]
             Server::Postgres(pg) => Some(pg.pool_stats()),
+            #[cfg(feature = "sqlite")]
             Server::Sqlite(sqlite) => Some(sqlite.pools.stats()),
         }
     }

@@ -2,6 +2,7 @@
 //! ([`tenancy_core::error_type!`]): each message says what failed at this layer; the
 //! driver's, the pool's or the catalog's error is reached through `source()` only.
 
+#[cfg(feature = "postgres")]
 use std::error::Error as StdError;
 
 /// What kind of failure an [`Error`] is.
@@ -79,6 +80,7 @@ tenancy_core::error_type! {
 }
 
 /// The kind of a PostgreSQL SQLSTATE.
+#[cfg(feature = "postgres")]
 fn postgres_kind(code: &str) -> ErrorKind {
     match code {
         "23505" => ErrorKind::UniqueViolation,
@@ -91,6 +93,7 @@ fn postgres_kind(code: &str) -> ErrorKind {
 }
 
 /// The kind of a SQLite extended result code.
+#[cfg(feature = "sqlite")]
 fn sqlite_kind(failure: &rusqlite::ffi::Error) -> ErrorKind {
     use rusqlite::ffi;
     match failure.extended_code {
@@ -110,19 +113,23 @@ impl Error {
     /// violation), found through the source chain; `None` when the failure did not come
     /// from PostgreSQL.
     pub fn sql_state(&self) -> Option<&str> {
-        let mut cause = self.source();
-        while let Some(error) = cause {
-            if let Some(db) = error
-                .downcast_ref::<tokio_postgres::Error>()
-                .and_then(tokio_postgres::Error::as_db_error)
-            {
-                return Some(db.code().code());
+        #[cfg(feature = "postgres")]
+        {
+            let mut cause = self.source();
+            while let Some(error) = cause {
+                if let Some(db) = error
+                    .downcast_ref::<tokio_postgres::Error>()
+                    .and_then(tokio_postgres::Error::as_db_error)
+                {
+                    return Some(db.code().code());
+                }
+                cause = error.source();
             }
-            cause = error.source();
         }
         None
     }
 
+    #[cfg(feature = "postgres")]
     /// A failed PostgreSQL step: `doing` says what this crate was doing ("executing a
     /// statement"); integrity violations get their own kinds.
     pub(crate) fn postgres(doing: &str, error: tokio_postgres::Error) -> Self {
@@ -134,7 +141,8 @@ impl Error {
         Error::with_source(kind, format!("{doing} failed"), error)
     }
 
-    /// A failed SQLite step, as [`Error::postgres`].
+    #[cfg(feature = "sqlite")]
+    /// A failed SQLite step, as `Error::postgres`.
     pub(crate) fn sqlite(doing: &str, error: rusqlite::Error) -> Self {
         let kind = match &error {
             rusqlite::Error::SqliteFailure(failure, _) => sqlite_kind(failure),
@@ -191,7 +199,7 @@ impl From<tenancy_core::Error> for Error {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "postgres"))]
 mod tests {
     use super::*;
 

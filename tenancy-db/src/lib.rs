@@ -7,16 +7,27 @@ mod db;
 mod error;
 mod migrate;
 mod platform;
+#[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 mod transaction;
 mod value;
 
+#[cfg(not(any(feature = "postgres", feature = "sqlite")))]
+compile_error!("tenancy-db needs a backend: enable the feature `postgres`, `sqlite`, or both");
+
+#[cfg(feature = "sqlite")]
 pub use rusqlite;
+#[cfg(feature = "postgres")]
 pub use tokio_postgres;
 
 pub use catalog::PlatformEvent;
-pub use config::{DbConfig, PostgresServer, ServerConfig, SqliteServer};
+#[cfg(feature = "postgres")]
+pub use config::PostgresServer;
+#[cfg(feature = "sqlite")]
+pub use config::SqliteServer;
+pub use config::{DbConfig, ServerConfig};
 pub use credentials::Secret;
 pub use db::TenantDb;
 pub use error::{Error, ErrorKind};
@@ -25,13 +36,17 @@ pub use migrate::{
     Migrations,
 };
 pub use platform::Platform;
+#[cfg(feature = "postgres")]
 pub use postgres::{TENANT_SETTING, rls};
-pub use transaction::{Postgres, RowStream, Transaction};
+#[cfg(feature = "postgres")]
+pub use transaction::Postgres;
+pub use transaction::{RowStream, Transaction};
 pub use value::{ColumnIndex, FromValue, Row, Value};
 
 /// Not part of the API: what the benchmarks need to send exactly what this crate sends
 /// when they measure it against the driver alone.
 #[doc(hidden)]
+#[cfg(feature = "postgres")]
 pub mod __bench {
     /// The session check pipelined with `COMMIT` on a shared connection.
     pub const SESSION_CHECK: &str = crate::postgres::SESSION_CHECK;

@@ -265,6 +265,7 @@ impl<'a> Records<'a> {
     }
 }
 
+#[cfg(feature = "postgres")]
 /// The record table of a PostgreSQL database, made when the database is prepared.
 pub(crate) const POSTGRES_RECORDS: &str = "CREATE SCHEMA IF NOT EXISTS tenancy;\n\
     REVOKE ALL ON SCHEMA tenancy FROM PUBLIC;\n\

@@ -13,6 +13,7 @@ use crate::catalog::{PlatformEvent, unknown};
 use crate::db::{Server, TenantDb, unsupported};
 use crate::error::{Error, ErrorKind};
 use crate::migrate::{MigrationOutcome, MigrationProgress, MigrationReport, MigrationTarget};
+#[cfg(feature = "postgres")]
 use crate::postgres::rls::{self, IsolationReport};
 
 /// Provisioning, migrations and checks. Made by [`TenantDb::platform`]; every method takes
@@ -32,9 +33,11 @@ impl Platform {
     /// directory. Then the catalog tables. Idempotent.
     pub async fn prepare(&self, op: &PlatformContext) -> Result<(), Error> {
         let inner = self.db.inner();
-        for (name, server) in &inner.servers {
+        for (_name, server) in &inner.servers {
             match server {
-                Server::Postgres(pg) => pg.prepare(*name == inner.config.catalog_server).await?,
+                #[cfg(feature = "postgres")]
+                Server::Postgres(pg) => pg.prepare(*_name == inner.config.catalog_server).await?,
+                #[cfg(feature = "sqlite")]
                 Server::Sqlite(sqlite) => sqlite.prepare().await?,
             }
         }
@@ -64,7 +67,7 @@ impl Platform {
     ) -> Result<Tenant, Error> {
         let inner = self.db.inner();
         let server = self.db.server(&placement.server)?;
-        if matches!(server, Server::Sqlite(_)) && placement.isolation != IsolationMode::Database {
+        if server.is_sqlite() && placement.isolation != IsolationMode::Database {
             return Err(unsupported(&placement.server, placement.isolation));
         }
         let store = inner.catalog.store();
@@ -76,7 +79,9 @@ impl Platform {
         }
         let tenant = Tenant::new(id, display_name, placement);
         match server {
+            #[cfg(feature = "postgres")]
             Server::Postgres(pg) => pg.create_tenant(&tenant, &inner.migrations).await?,
+            #[cfg(feature = "sqlite")]
             Server::Sqlite(sqlite) => sqlite.create_tenant(&tenant, &inner.migrations).await?,
         }
         if let Err(error) = store.insert(op, &tenant).await {
@@ -125,7 +130,9 @@ impl Platform {
         inner.catalog.store().set_status(op, id, status).await?;
         inner.catalog.invalidate(id).await;
         match self.db.server(&tenant.placement.server)? {
+            #[cfg(feature = "postgres")]
             Server::Postgres(pg) => pg.suspend(&tenant).await,
+            #[cfg(feature = "sqlite")]
             Server::Sqlite(sqlite) => {
                 sqlite.suspend(&tenant);
                 Ok(())
@@ -136,8 +143,11 @@ impl Platform {
     /// Serves a suspended or archived tenant again.
     pub async fn resume(&self, op: &PlatformContext, id: &TenantId) -> Result<(), Error> {
         let inner = self.db.inner();
+        // Shut out at the database level only on PostgreSQL; checked to exist everywhere.
         let tenant = self.tenant(id).await?;
-        if let Server::Postgres(pg) = self.db.server(&tenant.placement.server)? {
+        let _server = self.db.server(&tenant.placement.server)?;
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = _server.postgres() {
             pg.resume(&tenant).await?;
         }
         inner
@@ -168,7 +178,9 @@ impl Platform {
 
     async fn drop_storage(&self, tenant: &Tenant) -> Result<(), Error> {
         match self.db.server(&tenant.placement.server)? {
+            #[cfg(feature = "postgres")]
             Server::Postgres(pg) => pg.drop_tenant(tenant).await,
+            #[cfg(feature = "sqlite")]
             Server::Sqlite(sqlite) => sqlite.drop_tenant(tenant).await,
         }
     }
@@ -203,9 +215,14 @@ impl Platform {
         let tenants = inner.catalog.store().list().await?;
         let migrations = &inner.migrations;
 
+        // Each PostgreSQL server's template and shared tables, before its tenants.
+        #[cfg(feature = "postgres")]
         let mut firsts = Vec::new();
+        #[cfg(not(feature = "postgres"))]
+        let firsts: Vec<(MigrationTarget, ())> = Vec::new();
+        #[cfg(feature = "postgres")]
         for (name, server) in &inner.servers {
-            let Server::Postgres(pg) = server else {
+            let Some(pg) = server.postgres() else {
                 continue;
             };
             let on_server = |mode| {
@@ -235,6 +252,7 @@ impl Platform {
             });
         };
 
+        #[cfg(feature = "postgres")]
         for (target, pg) in firsts {
             let (applied, error) = match &target {
                 MigrationTarget::Template(_) => pg.migrate_template(migrations).await,
@@ -254,7 +272,9 @@ impl Platform {
             .map(|tenant| async move {
                 let (applied, error) = match self.db.server(&tenant.placement.server) {
                     Err(error) => (Vec::new(), Some(error)),
+                    #[cfg(feature = "postgres")]
                     Ok(Server::Postgres(pg)) => pg.migrate_tenant(migrations, tenant).await,
+                    #[cfg(feature = "sqlite")]
                     Ok(Server::Sqlite(sqlite)) => sqlite.migrate_tenant(migrations, tenant).await,
                 };
                 MigrationOutcome {
@@ -292,6 +312,7 @@ impl Platform {
         Ok(result)
     }
 
+    #[cfg(feature = "postgres")]
     /// Checks isolation on every PostgreSQL server's shared database, as its application
     /// roles see it, and logs the result:
     ///
@@ -319,7 +340,7 @@ impl Platform {
         let mut reports = Vec::new();
         let mut failures = Vec::new();
         for (name, server) in &inner.servers {
-            if let Server::Postgres(pg) = server {
+            if let Some(pg) = server.postgres() {
                 let declared = rls::Declared {
                     hostile_sql: inner.config.assume_hostile_sql,
                     schema_tenants: tenants.iter().any(|tenant| {

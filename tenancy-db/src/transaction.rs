@@ -9,7 +9,9 @@ use futures::Stream;
 use tenancy_core::TenantId;
 
 use crate::error::{Error, ErrorKind};
+#[cfg(feature = "postgres")]
 use crate::postgres::PgTransaction;
+#[cfg(feature = "sqlite")]
 use crate::sqlite::SqliteTransaction;
 use crate::value::{Row, Value};
 
@@ -42,60 +44,77 @@ impl Drop for FailOnDrop<'_> {
 pub(crate) enum Tx {
     /// Boxed: a PostgreSQL transaction carries its pooled connection and its limits, several
     /// times the size of a SQLite one.
+    #[cfg(feature = "postgres")]
     Postgres(Box<PgTransaction>),
+    #[cfg(feature = "sqlite")]
     Sqlite(SqliteTransaction),
 }
 
 impl Tx {
+    #[cfg(feature = "postgres")]
     pub(crate) fn postgres(tx: PgTransaction) -> Tx {
         Tx::Postgres(Box::new(tx))
     }
 
     pub(crate) async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, Error> {
         match self {
+            #[cfg(feature = "postgres")]
             Tx::Postgres(tx) => tx.execute(sql, params).await,
+            #[cfg(feature = "sqlite")]
             Tx::Sqlite(tx) => tx.execute(sql, params).await,
         }
     }
 
     pub(crate) async fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, Error> {
         match self {
+            #[cfg(feature = "postgres")]
             Tx::Postgres(tx) => tx.query(sql, params).await,
+            #[cfg(feature = "sqlite")]
             Tx::Sqlite(tx) => tx.query(sql, params).await,
         }
     }
 
     pub(crate) async fn batch(&self, sql: &str) -> Result<(), Error> {
         match self {
+            #[cfg(feature = "postgres")]
             Tx::Postgres(tx) => tx.batch(sql).await,
+            #[cfg(feature = "sqlite")]
             Tx::Sqlite(tx) => tx.batch(sql).await,
         }
     }
 
     pub(crate) async fn commit(self) -> Result<(), Error> {
         match self {
+            #[cfg(feature = "postgres")]
             Tx::Postgres(tx) => tx.commit().await,
+            #[cfg(feature = "sqlite")]
             Tx::Sqlite(tx) => tx.commit().await,
         }
     }
 
     pub(crate) async fn rollback(self) -> Result<(), Error> {
         match self {
+            #[cfg(feature = "postgres")]
             Tx::Postgres(tx) => tx.rollback().await,
+            #[cfg(feature = "sqlite")]
             Tx::Sqlite(tx) => tx.rollback().await,
         }
     }
 
     pub(crate) async fn rollback_to_savepoint(&self, name: &str) -> Result<(), Error> {
         match self {
+            #[cfg(feature = "postgres")]
             Tx::Postgres(tx) => tx.rollback_to_savepoint(name).await,
+            #[cfg(feature = "sqlite")]
             Tx::Sqlite(tx) => tx.rollback_to_savepoint(name).await,
         }
     }
 
     fn backend_name(&self) -> &'static str {
         match self {
+            #[cfg(feature = "postgres")]
             Tx::Postgres(_) => "postgres",
+            #[cfg(feature = "sqlite")]
             Tx::Sqlite(_) => "sqlite",
         }
     }
@@ -217,7 +236,9 @@ impl Transaction {
         params: &'a [Value],
     ) -> Result<RowStream<'a>, Error> {
         Ok(RowStream(match &self.tx {
+            #[cfg(feature = "postgres")]
             Tx::Postgres(tx) => Box::pin(tx.query_stream(sql, params).await?),
+            #[cfg(feature = "sqlite")]
             Tx::Sqlite(tx) => Box::pin(tx.query_stream(sql, params).await?),
         }))
     }
@@ -265,6 +286,7 @@ impl Transaction {
         outcome
     }
 
+    #[cfg(feature = "postgres")]
     /// The typed tier on PostgreSQL: statements with the driver's own parameter and row
     /// types, in this transaction, with the tenant bound. An error of kind
     /// [`ErrorKind::Config`] when the tenant's data is on SQLite.
@@ -282,7 +304,9 @@ impl Transaction {
     /// ```
     pub fn postgres(&mut self) -> Result<Postgres<'_>, Error> {
         match &self.tx {
+            #[cfg(feature = "postgres")]
             Tx::Postgres(tx) => Ok(Postgres(tx)),
+            #[cfg(feature = "sqlite")]
             Tx::Sqlite(_) => Err(Error::new(
                 ErrorKind::Config,
                 format!(
@@ -293,6 +317,7 @@ impl Transaction {
         }
     }
 
+    #[cfg(feature = "sqlite")]
     /// The typed tier on SQLite: `work` runs on the tenant's own `rusqlite::Connection`,
     /// inside this transaction, on the connection's thread. The connection cannot attach
     /// another file. An error of kind [`ErrorKind::Config`] when the tenant's data is on
@@ -315,7 +340,9 @@ impl Transaction {
         F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<R> + Send + 'static,
     {
         match &self.tx {
+            #[cfg(feature = "sqlite")]
             Tx::Sqlite(tx) => tx.with_connection(work).await,
+            #[cfg(feature = "postgres")]
             Tx::Postgres(_) => Err(Error::new(
                 ErrorKind::Config,
                 format!(
@@ -327,13 +354,16 @@ impl Transaction {
         }
     }
 
+    #[cfg(feature = "postgres")]
     /// The underlying `tokio_postgres` client, inside this transaction, for what neither
     /// tier covers (`COPY`). `None` on SQLite. Statements sent through it follow the rule
     /// above; the transaction is begun, with the tenant bound, before the client is
     /// returned.
     pub async fn as_postgres(&mut self) -> Result<Option<&tokio_postgres::Client>, Error> {
         match &self.tx {
+            #[cfg(feature = "postgres")]
             Tx::Postgres(tx) => tx.postgres_client().await.map(Some),
+            #[cfg(feature = "sqlite")]
             Tx::Sqlite(_) => Ok(None),
         }
     }
@@ -394,9 +424,11 @@ impl fmt::Debug for RowStream<'_> {
 }
 
 /// The typed tier of a PostgreSQL transaction: see [`Transaction::postgres`].
+#[cfg(feature = "postgres")]
 #[derive(Clone, Copy)]
 pub struct Postgres<'a>(&'a PgTransaction);
 
+#[cfg(feature = "postgres")]
 impl Postgres<'_> {
     /// Runs a statement with the driver's own parameter types; the rows it changed.
     pub async fn execute(
@@ -436,6 +468,7 @@ impl Postgres<'_> {
     }
 }
 
+#[cfg(feature = "postgres")]
 impl fmt::Debug for Postgres<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Postgres").finish_non_exhaustive()

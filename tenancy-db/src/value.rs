@@ -6,10 +6,13 @@
 //! `int4` or `int8`, range-checked); types without a mapping are cast in SQL
 //! (`$1::text::timestamptz`, `created_at::text`).
 
+#[cfg(feature = "postgres")]
 use std::error::Error as StdError;
 use std::sync::Arc;
 
+#[cfg(feature = "postgres")]
 use bytes::BytesMut;
+#[cfg(feature = "postgres")]
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use crate::error::{Error, ErrorKind};
@@ -110,6 +113,7 @@ impl Value {
     }
 }
 
+#[cfg(feature = "postgres")]
 impl ToSql for Value {
     fn to_sql(
         &self,
@@ -167,6 +171,7 @@ impl ToSql for Value {
     to_sql_checked!();
 }
 
+#[cfg(feature = "sqlite")]
 impl rusqlite::ToSql for Value {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -190,6 +195,7 @@ impl rusqlite::ToSql for Value {
     }
 }
 
+#[cfg(feature = "sqlite")]
 /// A timestamp as RFC 3339 text in UTC, with microseconds: the form SQLite stores, so that
 /// text order is time order.
 #[cfg(feature = "with-time-0_3")]
@@ -371,8 +377,28 @@ pub struct Row {
 /// a row allocates no names), or the names a SQLite statement reported.
 #[derive(Debug, Clone)]
 enum Columns {
+    #[cfg(feature = "postgres")]
     Postgres(tokio_postgres::Statement),
     Named(Arc<[String]>),
+}
+
+/// The column names of a row, wherever they are kept.
+enum Names<'a> {
+    #[cfg(feature = "postgres")]
+    Postgres(std::slice::Iter<'a, tokio_postgres::Column>),
+    Named(std::slice::Iter<'a, String>),
+}
+
+impl<'a> Iterator for Names<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Names::Postgres(columns) => columns.next().map(tokio_postgres::Column::name),
+            Names::Named(names) => names.next().map(String::as_str),
+        }
+    }
 }
 
 impl PartialEq for Row {
@@ -433,19 +459,11 @@ impl Row {
 
     /// The column names, in order.
     pub fn column_names(&self) -> impl Iterator<Item = &str> {
-        let (postgres, named) = match &self.columns {
-            Columns::Postgres(statement) => (Some(statement.columns()), None),
-            Columns::Named(names) => (None, Some(names)),
-        };
-        postgres
-            .into_iter()
-            .flatten()
-            .map(tokio_postgres::Column::name)
-            .chain(
-                named
-                    .into_iter()
-                    .flat_map(|names| names.iter().map(String::as_str)),
-            )
+        match &self.columns {
+            #[cfg(feature = "postgres")]
+            Columns::Postgres(statement) => Names::Postgres(statement.columns().iter()),
+            Columns::Named(names) => Names::Named(names.iter()),
+        }
     }
 
     /// The values, in column order.
@@ -454,6 +472,7 @@ impl Row {
     }
 }
 
+#[cfg(feature = "postgres")]
 /// Converts a PostgreSQL row; columns of types without a [`Value`] mapping are an error
 /// that says which cast to write.
 pub(crate) fn from_postgres(
@@ -532,6 +551,7 @@ pub(crate) fn from_postgres(
 }
 
 /// Converts a SQLite row.
+#[cfg(feature = "sqlite")]
 pub(crate) fn from_sqlite(
     columns: &Arc<[String]>,
     row: &rusqlite::Row<'_>,
