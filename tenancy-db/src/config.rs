@@ -35,6 +35,8 @@ pub(crate) const MAX_SCHEMA_ROLE_SHARDS: u16 = 1024;
 /// # Ok::<(), tenancy_db::Error>(())
 /// ```
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "DbConfigFile"))]
 #[non_exhaustive]
 pub struct DbConfig {
     /// The prefix of every database, schema and role name (`tenancy_acme`, `tenancy__app`).
@@ -156,6 +158,26 @@ pub struct PostgresServer {
 }
 
 #[cfg(feature = "postgres")]
+impl PostgresServer {
+    /// A server called `name`, reached for platform operations through `admin_url` (a
+    /// superuser's libpq URL), with the defaults: the default budget, a 30 s statement
+    /// timeout, a 60 s idle-in-transaction timeout, one application role, the unsealed
+    /// row-level binding, half a shared pool per tenant.
+    pub fn new(name: ServerName, admin_url: impl Into<String>) -> Self {
+        PostgresServer {
+            name,
+            admin_url: admin_url.into(),
+            pool: PoolsConfig::default(),
+            statement_timeout: Some(Duration::from_secs(30)),
+            schema_role_shards: 1,
+            idle_in_transaction_timeout: Some(Duration::from_secs(60)),
+            sealed_row_binding: false,
+            max_connections_per_shared_tenant: None,
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
 impl fmt::Debug for PostgresServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresServer")
@@ -204,11 +226,7 @@ impl DbConfig {
         let name = ServerName::new(Self::EMBEDDED).expect("a valid server name");
         DbConfig::with_servers(
             name.clone(),
-            vec![ServerConfig::Sqlite(SqliteServer {
-                name,
-                data_dir: data_dir.into(),
-                pool: PoolsConfig::default(),
-            })],
+            vec![ServerConfig::Sqlite(SqliteServer::new(name, data_dir))],
             None,
         )
     }
@@ -220,16 +238,7 @@ impl DbConfig {
         let name = ServerName::new(Self::MAIN).expect("a valid server name");
         DbConfig::with_servers(
             name.clone(),
-            vec![ServerConfig::Postgres(PostgresServer {
-                name,
-                admin_url: admin_url.into(),
-                pool: PoolsConfig::default(),
-                statement_timeout: Some(Duration::from_secs(30)),
-                schema_role_shards: 1,
-                idle_in_transaction_timeout: Some(Duration::from_secs(60)),
-                sealed_row_binding: false,
-                max_connections_per_shared_tenant: None,
-            })],
+            vec![ServerConfig::Postgres(PostgresServer::new(name, admin_url))],
             Some(credentials),
         )
     }
@@ -389,6 +398,344 @@ impl DbConfig {
     }
 }
 
+/// The prefix of every environment variable [`DbConfig::from_env`] reads.
+pub const ENV_PREFIX: &str = "TENANCY_DB_";
+
+/// The settings [`DbConfig::from_env`] knows, after [`ENV_PREFIX`].
+const ENV_KEYS: &[&str] = &[
+    "URL",
+    "DATA_DIR",
+    "SECRET",
+    "NAMING_PREFIX",
+    "MAX_CONNECTIONS",
+    "MAX_CONNECTIONS_PER_POOL",
+    "STATEMENT_TIMEOUT",
+    "CATALOG_CACHE_TTL",
+    "SEALED_ROW_BINDING",
+    "ASSUME_HOSTILE_SQL",
+    "SCHEMA_ROLE_SHARDS",
+];
+
+/// A setting of [`DbConfig::from_vars`] that does not parse: the message names the key.
+fn bad_setting(key: &str, value: &str, expected: &str) -> Error {
+    Error::new(
+        ErrorKind::Config,
+        format!(
+            "{ENV_PREFIX}{key}: {} is not {expected}",
+            tenancy_core::quote(value)
+        ),
+    )
+}
+
+impl DbConfig {
+    /// The configuration the environment describes: `TENANCY_DB_URL` (a PostgreSQL admin
+    /// URL, with `TENANCY_DB_SECRET`) or `TENANCY_DB_DATA_DIR` (SQLite files), and
+    /// optionally `TENANCY_DB_NAMING_PREFIX`, `TENANCY_DB_MAX_CONNECTIONS`,
+    /// `TENANCY_DB_MAX_CONNECTIONS_PER_POOL`, `TENANCY_DB_STATEMENT_TIMEOUT` (`30s`; `0s`
+    /// for none), `TENANCY_DB_CATALOG_CACHE_TTL`, `TENANCY_DB_SEALED_ROW_BINDING`,
+    /// `TENANCY_DB_ASSUME_HOSTILE_SQL` and `TENANCY_DB_SCHEMA_ROLE_SHARDS`. An unknown
+    /// `TENANCY_DB_` variable is an error (a misspelt setting is not silently ignored), and
+    /// every error names the variable.
+    pub fn from_env() -> Result<DbConfig, Error> {
+        DbConfig::from_vars(std::env::vars())
+    }
+
+    /// [`DbConfig::from_env`] over `vars` instead of the process environment: variables
+    /// without the prefix are ignored.
+    ///
+    /// ```
+    /// use tenancy_db::DbConfig;
+    ///
+    /// let config = DbConfig::from_vars([
+    ///     ("TENANCY_DB_DATA_DIR", "./data"),
+    ///     ("TENANCY_DB_MAX_CONNECTIONS", "32"),
+    ///     ("HOME", "/root"),
+    /// ])?;
+    /// let refused = DbConfig::from_vars([("TENANCY_DB_DATA_DIR", "./d"), ("TENANCY_DB_MAX_CONECTIONS", "3")]);
+    /// assert!(refused.unwrap_err().to_string().contains("TENANCY_DB_MAX_CONECTIONS"));
+    /// # Ok::<(), tenancy_db::Error>(())
+    /// ```
+    pub fn from_vars<K, V>(vars: impl IntoIterator<Item = (K, V)>) -> Result<DbConfig, Error>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut settings = std::collections::BTreeMap::new();
+        for (key, value) in vars {
+            let Some(key) = key.as_ref().strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if !ENV_KEYS.contains(&key) {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "{ENV_PREFIX}{key} is not a setting of tenancy-db; the settings are \
+                         {ENV_PREFIX}{}",
+                        ENV_KEYS.join(&format!(", {ENV_PREFIX}"))
+                    ),
+                ));
+            }
+            settings.insert(key.to_owned(), value.as_ref().to_owned());
+        }
+        let number = |key: &str| -> Result<Option<usize>, Error> {
+            settings
+                .get(key)
+                .map(|v| v.parse().map_err(|_| bad_setting(key, v, "a whole number")))
+                .transpose()
+        };
+        let flag = |key: &str| -> Result<Option<bool>, Error> {
+            settings
+                .get(key)
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| bad_setting(key, v, "`true` or `false`"))
+                })
+                .transpose()
+        };
+        let duration = |key: &str| -> Result<Option<Duration>, Error> {
+            settings
+                .get(key)
+                .map(|v| {
+                    humantime::parse_duration(v)
+                        .map_err(|_| bad_setting(key, v, "a duration such as `30s` or `500ms`"))
+                })
+                .transpose()
+        };
+        let mut config = match (settings.get("URL"), settings.get("DATA_DIR")) {
+            #[cfg(feature = "postgres")]
+            (Some(url), None) => {
+                let secret = settings.get("SECRET").ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "{ENV_PREFIX}URL names a PostgreSQL server: set {ENV_PREFIX}SECRET \
+                             too (at least {} random bytes), from which role passwords are \
+                             derived",
+                            Secret::MIN_LEN
+                        ),
+                    )
+                })?;
+                let secret = Secret::new(secret.clone()).map_err(|error| {
+                    Error::with_source(
+                        ErrorKind::Config,
+                        format!("{ENV_PREFIX}SECRET is not usable"),
+                        error,
+                    )
+                })?;
+                DbConfig::postgres(url.clone(), secret)
+            }
+            #[cfg(feature = "sqlite")]
+            (None, Some(dir)) => DbConfig::embedded(dir),
+            (Some(_), Some(_)) => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "{ENV_PREFIX}URL and {ENV_PREFIX}DATA_DIR are both set: set one, \
+                         PostgreSQL or SQLite files"
+                    ),
+                ));
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "set {ENV_PREFIX}URL (a PostgreSQL admin URL, with {ENV_PREFIX}SECRET) or \
+                         {ENV_PREFIX}DATA_DIR (a directory of SQLite files), whichever this \
+                         build supports"
+                    ),
+                ));
+            }
+        };
+        if let Some(prefix) = settings.get("NAMING_PREFIX") {
+            config = config.naming_prefix(prefix);
+        }
+        if number("MAX_CONNECTIONS")?.is_some() || number("MAX_CONNECTIONS_PER_POOL")?.is_some() {
+            let mut pool = number("MAX_CONNECTIONS")?
+                .map_or_else(PoolsConfig::default, PoolsConfig::with_max_connections);
+            if let Some(per_pool) = number("MAX_CONNECTIONS_PER_POOL")? {
+                pool.max_connections_per_pool = per_pool;
+            }
+            config = config.pool(&pool);
+        }
+        if let Some(ttl) = duration("CATALOG_CACHE_TTL")? {
+            config.catalog_cache_ttl = ttl;
+        }
+        if let Some(hostile) = flag("ASSUME_HOSTILE_SQL")? {
+            config.assume_hostile_sql = hostile;
+        }
+        #[cfg(feature = "postgres")]
+        {
+            if let Some(timeout) = duration("STATEMENT_TIMEOUT")? {
+                config = config.statement_timeout((!timeout.is_zero()).then_some(timeout));
+            }
+            if let Some(sealed) = flag("SEALED_ROW_BINDING")? {
+                config = config.sealed_row_binding(sealed);
+            }
+            if let Some(shards) = number("SCHEMA_ROLE_SHARDS")? {
+                let shards = u16::try_from(shards).map_err(|_| {
+                    bad_setting("SCHEMA_ROLE_SHARDS", &shards.to_string(), "at most 1024")
+                })?;
+                config = config.schema_role_shards(shards);
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl SqliteServer {
+    /// A directory of SQLite files called `name`, with the default budget of open files.
+    pub fn new(name: ServerName, data_dir: impl Into<PathBuf>) -> Self {
+        SqliteServer {
+            name,
+            data_dir: data_dir.into(),
+            pool: PoolsConfig::default(),
+        }
+    }
+}
+
+/// The form of a [`DbConfig`] in a file (feature `serde`): every key but `servers` is
+/// optional, durations are written `"30s"`, `"500ms"`, and a mistyped key is an error that
+/// names it.
+///
+/// ```toml
+/// naming_prefix = "tenancy"
+/// credentials = "<at least 32 random bytes>"
+///
+/// [[servers]]
+/// kind = "postgres"
+/// name = "eu-1"
+/// admin_url = "postgres://postgres@db:5432/postgres?sslmode=verify-full&sslrootcert=ca.pem"
+/// statement_timeout = "30s"
+/// sealed_row_binding = true
+/// pool = { max_connections = 64, max_connections_per_pool = 8 }
+///
+/// [[servers]]
+/// kind = "sqlite"
+/// name = "embedded"
+/// data_dir = "./data"
+/// ```
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DbConfigFile {
+    naming_prefix: Option<String>,
+    servers: Vec<ServerFile>,
+    /// Defaults to the first server.
+    catalog_server: Option<ServerName>,
+    credentials: Option<Secret>,
+    #[serde(default, with = "humantime_serde::option")]
+    catalog_cache_ttl: Option<Duration>,
+    migration_parallelism: Option<usize>,
+    catalog_connections: Option<usize>,
+    assume_hostile_sql: Option<bool>,
+}
+
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+enum ServerFile {
+    #[cfg(feature = "postgres")]
+    Postgres {
+        name: ServerName,
+        admin_url: String,
+        pool: Option<PoolsConfig>,
+        /// `"0s"` for no limit.
+        #[serde(default, with = "humantime_serde::option")]
+        statement_timeout: Option<Duration>,
+        #[serde(default, with = "humantime_serde::option")]
+        idle_in_transaction_timeout: Option<Duration>,
+        schema_role_shards: Option<u16>,
+        sealed_row_binding: Option<bool>,
+        max_connections_per_shared_tenant: Option<usize>,
+    },
+    #[cfg(feature = "sqlite")]
+    Sqlite {
+        name: ServerName,
+        data_dir: PathBuf,
+        pool: Option<PoolsConfig>,
+    },
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<DbConfigFile> for DbConfig {
+    type Error = Error;
+
+    fn try_from(file: DbConfigFile) -> Result<Self, Error> {
+        let servers: Vec<ServerConfig> = file
+            .servers
+            .into_iter()
+            .map(|server| match server {
+                #[cfg(feature = "postgres")]
+                ServerFile::Postgres {
+                    name,
+                    admin_url,
+                    pool,
+                    statement_timeout,
+                    idle_in_transaction_timeout,
+                    schema_role_shards,
+                    sealed_row_binding,
+                    max_connections_per_shared_tenant,
+                } => {
+                    let defaults = PostgresServer::new(name, admin_url);
+                    let none_if_zero = |timeout: Duration| (!timeout.is_zero()).then_some(timeout);
+                    ServerConfig::Postgres(PostgresServer {
+                        pool: pool.unwrap_or(defaults.pool.clone()),
+                        statement_timeout: statement_timeout
+                            .map_or(defaults.statement_timeout, none_if_zero),
+                        idle_in_transaction_timeout: idle_in_transaction_timeout
+                            .map_or(defaults.idle_in_transaction_timeout, none_if_zero),
+                        schema_role_shards: schema_role_shards
+                            .unwrap_or(defaults.schema_role_shards),
+                        sealed_row_binding: sealed_row_binding
+                            .unwrap_or(defaults.sealed_row_binding),
+                        max_connections_per_shared_tenant,
+                        ..defaults
+                    })
+                }
+                #[cfg(feature = "sqlite")]
+                ServerFile::Sqlite {
+                    name,
+                    data_dir,
+                    pool,
+                } => ServerConfig::Sqlite(SqliteServer {
+                    pool: pool.unwrap_or_default(),
+                    ..SqliteServer::new(name, data_dir)
+                }),
+            })
+            .collect();
+        let catalog_server = match (file.catalog_server, servers.first()) {
+            (Some(name), _) => name,
+            (None, Some(first)) => first.name().clone(),
+            (None, None) => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "servers: the configuration names no server",
+                ));
+            }
+        };
+        let mut config = DbConfig::with_servers(catalog_server, servers, file.credentials);
+        if let Some(prefix) = file.naming_prefix {
+            config.naming_prefix = prefix;
+        }
+        if let Some(ttl) = file.catalog_cache_ttl {
+            config.catalog_cache_ttl = ttl;
+        }
+        if let Some(parallelism) = file.migration_parallelism {
+            config.migration_parallelism = parallelism;
+        }
+        if let Some(connections) = file.catalog_connections {
+            config.catalog_connections = connections;
+        }
+        if let Some(hostile) = file.assume_hostile_sql {
+            config.assume_hostile_sql = hostile;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
 #[cfg(all(test, feature = "postgres"))]
 mod tests {
     use super::*;
@@ -416,5 +763,109 @@ mod tests {
         );
         config.credentials = None;
         assert_eq!(config.validate().unwrap_err().kind(), ErrorKind::Config);
+    }
+}
+
+#[cfg(all(test, feature = "postgres", feature = "sqlite"))]
+mod from_outside {
+    use super::*;
+
+    fn secret() -> &'static str {
+        "0123456789abcdef0123456789abcdef"
+    }
+
+    #[test]
+    fn the_environment_names_every_setting_it_refuses() {
+        let config = DbConfig::from_vars([
+            ("TENANCY_DB_URL", "postgres://postgres@db/postgres"),
+            ("TENANCY_DB_SECRET", secret()),
+            ("TENANCY_DB_MAX_CONNECTIONS", "32"),
+            ("TENANCY_DB_STATEMENT_TIMEOUT", "0s"),
+            ("TENANCY_DB_SEALED_ROW_BINDING", "true"),
+            ("PATH", "/usr/bin"),
+        ])
+        .unwrap();
+        let ServerConfig::Postgres(server) = &config.servers[0] else {
+            panic!("a PostgreSQL server");
+        };
+        assert_eq!(server.pool.max_connections, 32);
+        assert_eq!(server.statement_timeout, None);
+        assert!(server.sealed_row_binding);
+
+        for (vars, named) in [
+            (
+                vec![("TENANCY_DB_URL", "postgres://x@db/p")],
+                "TENANCY_DB_SECRET",
+            ),
+            (
+                vec![
+                    ("TENANCY_DB_DATA_DIR", "d"),
+                    ("TENANCY_DB_MAX_CONNECTIONS", "many"),
+                ],
+                "TENANCY_DB_MAX_CONNECTIONS",
+            ),
+            (
+                vec![
+                    ("TENANCY_DB_DATA_DIR", "d"),
+                    ("TENANCY_DB_CATALOG_CACHE_TTL", "soon"),
+                ],
+                "TENANCY_DB_CATALOG_CACHE_TTL",
+            ),
+            (
+                vec![
+                    ("TENANCY_DB_DATA_DIR", "d"),
+                    ("TENANCY_DB_STATMENT_TIMEOUT", "1s"),
+                ],
+                "TENANCY_DB_STATMENT_TIMEOUT",
+            ),
+            (
+                vec![("TENANCY_DB_NAMING_PREFIX", "x")],
+                "TENANCY_DB_DATA_DIR",
+            ),
+        ] {
+            let error = DbConfig::from_vars(vars).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Config);
+            assert!(error.to_string().contains(named), "{named}: {error}");
+        }
+    }
+
+    #[test]
+    fn files_read_with_defaults_and_refuse_unknown_keys() {
+        let config: DbConfig = serde_json::from_value(serde_json::json!({
+            "credentials": secret(),
+            "servers": [
+                {"kind": "postgres", "name": "eu-1", "admin_url": "postgres://postgres@db/p",
+                 "statement_timeout": "5s", "pool": {"max_connections": 16}},
+                {"kind": "sqlite", "name": "embedded", "data_dir": "./data"}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(config.catalog_server.as_str(), "eu-1");
+        let ServerConfig::Postgres(server) = &config.servers[0] else {
+            panic!("a PostgreSQL server");
+        };
+        assert_eq!(server.statement_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(
+            server.idle_in_transaction_timeout,
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(server.pool.max_connections, 16);
+
+        for (file, named) in [
+            (
+                serde_json::json!({"servers": [{"kind": "sqlite", "name": "e", "data_dir": "d",
+                                                 "max_conections": 3}]}),
+                "max_conections",
+            ),
+            (
+                serde_json::json!({"servers": [{"kind": "postgres", "name": "m",
+                                                 "admin_url": "postgres://x@db/p"}]}),
+                "credential secret",
+            ),
+            (serde_json::json!({"servers": []}), "servers"),
+        ] {
+            let error = serde_json::from_value::<DbConfig>(file).unwrap_err();
+            assert!(error.to_string().contains(named), "{named}: {error}");
+        }
     }
 }

@@ -27,7 +27,7 @@ pub use catalog::PlatformEvent;
 pub use config::PostgresServer;
 #[cfg(feature = "sqlite")]
 pub use config::SqliteServer;
-pub use config::{DbConfig, ServerConfig};
+pub use config::{DbConfig, ENV_PREFIX, ServerConfig};
 pub use credentials::Secret;
 pub use db::TenantDb;
 pub use error::{Error, ErrorKind};

@@ -22,14 +22,18 @@ pub struct PoolsConfig {
     pub max_pools: usize,
     /// The longest [`TenantPools::get`](crate::TenantPools::get) waits, for the pool's
     /// cap, the global budget and connecting together.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub acquire_timeout: Duration,
     /// The longest one connection attempt may take.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub connect_timeout: Duration,
     /// Connections idle this long are closed, and pools without connections idle this long
     /// are dropped (checked at most every quarter of it, on the next checkout).
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub idle_timeout: Duration,
     /// After a failed connection attempt, checkouts for the same pool fail at once for this
     /// long instead of queueing behind a server that is down.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub retry_after_failure: Duration,
     /// When the budget is full, a checkout that needs a new connection closes another
     /// pool's connection only if it has been idle at least this long (the longest-idle
@@ -37,6 +41,7 @@ pub struct PoolsConfig {
     /// pool's next idle connection or for an idle connection to reach this age. Taking
     /// connections used a moment ago makes tenants rob each other in turn, and every
     /// other checkout pays for a new connection. Zero takes any idle connection at once.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub steal_idle_after: Duration,
 }
 
