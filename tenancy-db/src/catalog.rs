@@ -12,7 +12,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tenancy_core::{
-    Catalog, IsolationMode, Placement, PlatformContext, ServerName, Tenant, TenantId, TenantStatus,
+    Catalog, CorrelationId, IsolationMode, Placement, PlatformContext, ServerName, Tenant, TenantId,
+    TenantStatus,
 };
 
 use crate::error::{Error, ErrorKind};
@@ -76,18 +77,18 @@ impl fmt::Debug for CatalogStore {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PlatformEvent {
-    /// When it happened, in milliseconds since the Unix epoch.
-    pub at_ms: i64,
+    /// When it happened (to the millisecond).
+    pub at: SystemTime,
     /// The operator's id.
     pub operator_id: String,
     /// The operator's name.
     pub operator_name: String,
     /// The operation's correlation id.
-    pub correlation_id: String,
+    pub correlation_id: CorrelationId,
     /// What was done: `tenant.create`, `tenant.suspend`, `migrate`, ...
     pub action: String,
     /// The tenant it was done to, if any.
-    pub tenant: Option<String>,
+    pub tenant: Option<TenantId>,
     /// Details for people.
     pub detail: String,
 }
@@ -345,15 +346,29 @@ impl CatalogStore {
             )
             .await?;
         tx.commit().await?;
+        let corrupt = |what: &str, error: tenancy_core::Error| {
+            Error::with_source(
+                ErrorKind::CatalogUnavailable,
+                format!("the platform log holds an invalid {what}"),
+                error,
+            )
+        };
         rows.iter()
             .map(|row| {
+                let at_ms = u64::try_from(row.try_get::<i64>(0)?).unwrap_or(0);
                 Ok(PlatformEvent {
-                    at_ms: row.try_get(0)?,
+                    at: UNIX_EPOCH + Duration::from_millis(at_ms),
                     operator_id: row.try_get(1)?,
                     operator_name: row.try_get(2)?,
-                    correlation_id: row.try_get(3)?,
+                    correlation_id: row
+                        .try_get::<String>(3)?
+                        .parse()
+                        .map_err(|e| corrupt("correlation id", e))?,
                     action: row.try_get(4)?,
-                    tenant: row.try_get(5)?,
+                    tenant: row
+                        .try_get::<Option<String>>(5)?
+                        .map(|id| id.parse().map_err(|e| corrupt("tenant id", e)))
+                        .transpose()?,
                     detail: row.try_get(6)?,
                 })
             })

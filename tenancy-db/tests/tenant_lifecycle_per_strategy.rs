@@ -80,7 +80,7 @@ async fn every_strategy_goes_through_the_whole_lifecycle() {
             "{what}"
         );
 
-        let actions: Vec<(String, Option<String>)> = platform
+        let actions: Vec<(String, Option<tenancy_core::TenantId>)> = platform
             .events(&operator(), 20)
             .await
             .unwrap()
@@ -88,7 +88,7 @@ async fn every_strategy_goes_through_the_whole_lifecycle() {
             .filter(|e| e.operator_id == "tenancy-test")
             .map(|e| (e.action, e.tenant))
             .collect();
-        let acme_id = Some(acme.tenant().to_string());
+        let acme_id = Some(acme.tenant().clone());
         for action in [
             "tenant.create",
             "tenant.suspend",
@@ -290,12 +290,12 @@ async fn operations_are_attributed_in_the_platform_log() {
         .unwrap()
         .remove(0);
     assert_eq!(event.action, "tenant.create");
-    assert_eq!(event.tenant.as_deref(), Some(id.as_str()));
+    assert_eq!(event.tenant.as_ref(), Some(&id));
     assert_eq!(
         (event.operator_id.as_str(), event.operator_name.as_str()),
         ("ops-7", "Olga Operator")
     );
-    assert_eq!(event.correlation_id, operator.correlation_id().as_str());
+    assert_eq!(&event.correlation_id, operator.correlation_id());
     fixture.db.platform().archive(&operator, &id).await.unwrap();
     fixture
         .db
