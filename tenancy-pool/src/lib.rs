@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
+mod budget;
 mod config;
+mod connection;
 mod error;
 mod pools;
 mod shares;
@@ -8,8 +10,10 @@ mod stats;
 
 pub use deadpool;
 
+pub use budget::Lease;
 pub use config::PoolsConfig;
+pub use connection::Connection;
 pub use error::{Error, ErrorKind};
-pub use pools::{Connection, Lease, TenantPools};
+pub use pools::TenantPools;
 pub use shares::{Share, Shares};
 pub use stats::PoolStats;

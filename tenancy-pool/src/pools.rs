@@ -9,22 +9,21 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::hash::Hash;
-use std::ops::{Deref, DerefMut};
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use deadpool::Runtime;
 use deadpool::managed::{
-    Manager, Metrics, Object, Pool, PoolError, QueueMode, RecycleError, RecycleResult,
+    Manager, Metrics, Pool, PoolError, QueueMode, RecycleError, RecycleResult,
 };
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 
+use crate::budget::{Budget, CREATING, Lease, Yielded, futures_poll_once};
 use crate::config::PoolsConfig;
+use crate::connection::Connection;
 use crate::error::{Error, ErrorKind};
 use crate::stats::{Counters, PoolStats};
 
@@ -55,40 +54,23 @@ struct Shared<K, M: Manager> {
     last_sweep_ms: AtomicU64,
 }
 
-/// The global budget: one semaphore permit per connection that may be open.
-struct Budget {
-    config: PoolsConfig,
-    permits: Arc<Semaphore>,
-    /// Connections owed to checkouts of pools with no connection that have waited
-    /// `steal_idle_after` without finding one to take: one for each. A returned connection
-    /// pays one off by closing instead of going back to its pool, so its permit goes to the
-    /// waiters (the semaphore serves them in order).
-    owed: AtomicUsize,
-    started: Instant,
-    counters: Counters,
-    /// Closes the connection idle longest, in any pool, if it has been idle at least the
-    /// given time; `false` if there is none. Type-erased so the budget (held by every
-    /// pool's manager) does not name the key type.
-    evict_idle: Box<dyn Fn(Duration) -> bool + Send + Sync>,
-}
-
-struct Entry<M: Manager> {
-    pool: Pool<Budgeted<M>>,
+pub(crate) struct Entry<M: Manager> {
+    pub(crate) pool: Pool<Budgeted<M>>,
     /// Woken when one of this pool's connections comes back: a checkout of this pool
     /// waiting to grow takes that one instead.
-    returned: Notify,
+    pub(crate) returned: Notify,
     /// Checkouts waiting on `returned`: a return skips the notification when there are
     /// none.
-    waiting: AtomicUsize,
+    pub(crate) waiting: AtomicUsize,
     /// Milliseconds since `Budget::started` at the last checkout or return.
-    last_used_ms: AtomicU64,
+    pub(crate) last_used_ms: AtomicU64,
     /// Checkouts fail at once until this time (milliseconds since `Budget::started`).
-    unavailable_until_ms: AtomicU64,
-    last_failure: Mutex<Option<String>>,
+    pub(crate) unavailable_until_ms: AtomicU64,
+    pub(crate) last_failure: Mutex<Option<String>>,
 }
 
 /// Wraps a key's manager so that every connection it makes holds a budget permit.
-struct Budgeted<M: Manager> {
+pub(crate) struct Budgeted<M: Manager> {
     inner: M,
     budget: Arc<Budget>,
     /// The pool this manager makes connections for, set once the pool exists.
@@ -96,58 +78,23 @@ struct Budgeted<M: Manager> {
 }
 
 /// A connection together with its share of a budget permit.
-struct Counted<T> {
-    object: T,
-    _lease: Lease,
+pub(crate) struct Counted<T> {
+    pub(crate) object: T,
+    pub(crate) _lease: Lease,
     /// When it last went back to its pool (milliseconds since `Budget::started`). deadpool's
     /// own metrics count from the last checkout, which would make a connection just
     /// returned from a long transaction look long idle.
-    returned_ms: AtomicU64,
-}
-
-tokio::task_local! {
-    static CREATING: Lease;
-}
-
-/// One connection's permit in the global budget, shared by everything that keeps the
-/// connection's server-side resources alive. The permit returns to the budget when the
-/// last clone is dropped.
-///
-/// The pool holds one clone for as long as the connection is pooled or in use. A manager
-/// whose connections outlive their objects (a driver task still closing its socket after
-/// the client is gone) takes another with [`Lease::current`] while creating a connection,
-/// and keeps it until the server has let go, so that the budget counts the connection for
-/// as long as the server does.
-#[derive(Clone)]
-pub struct Lease {
-    _permit: Arc<OwnedSemaphorePermit>,
-}
-
-impl Lease {
-    /// The lease of the connection being created, inside a manager's `create`; `None`
-    /// anywhere else.
-    pub fn current() -> Option<Lease> {
-        CREATING.try_with(Lease::clone).ok()
-    }
-}
-
-impl fmt::Debug for Lease {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lease").finish_non_exhaustive()
-    }
+    pub(crate) returned_ms: AtomicU64,
 }
 
 /// Why a [`Budgeted`] manager could not make a connection.
-enum Failure<E> {
+pub(crate) enum Failure<E> {
     Backend(E),
     ConnectTimeout,
     /// The budget is full and the pool already has an idle connection: the checkout
     /// should take that one instead (it retries).
     Yield,
 }
-
-/// [`Budget::acquire`] gave up because the caller's own pool has an idle connection.
-struct Yielded;
 
 impl<M: Manager> Manager for Budgeted<M> {
     type Type = Counted<M::Type>;
@@ -200,116 +147,7 @@ impl<M: Manager> Manager for Budgeted<M> {
     }
 }
 
-impl Budget {
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    fn open_connections(&self) -> usize {
-        self.config.max_connections - self.permits.available_permits()
-    }
-
-    /// A permit for a new connection of `own`'s pool.
-    ///
-    /// A free permit if there is one. Otherwise, when the budget is full, it closes the
-    /// connection idle longest if it has been idle at least `steal_idle_after`, gives up ([`Yielded`]) as soon as its own pool has an idle connection so the
-    /// checkout takes that instead, or waits. Callers bound the wait.
-    async fn acquire<M: Manager>(
-        &self,
-        own: Option<&Entry<M>>,
-    ) -> Result<OwnedSemaphorePermit, Yielded> {
-        let mut counted_wait = false;
-        let started = Instant::now();
-        let mut starving = None;
-        // One wait for a permit for the whole call: the semaphore serves waiters in order,
-        // and a new wait on each pass would rejoin the back of the queue every time, so
-        // that a checkout kept waking up to look around never reached the front.
-        let mut permit = pin!(Arc::clone(&self.permits).acquire_owned());
-        loop {
-            if let Some(permit) = futures_poll_once(permit.as_mut()).await {
-                return Ok(permit.expect("the budget semaphore is never closed"));
-            }
-            // A pool that has connections waits for one of its own to come back; register
-            // before looking, so a return between the look and the wait is not missed.
-            let growing = own.filter(|entry| entry.pool.status().size > 0);
-            let mut own_returned = pin!(async {
-                match growing {
-                    Some(entry) => {
-                        let notified = entry.returned.notified();
-                        let _waiting = Waiting::register(&entry.waiting);
-                        notified.await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            });
-            // Polled once here so the notification is registered (the future only
-            // completes after a return).
-            if futures_poll_once(own_returned.as_mut()).await.is_some() {
-                return Err(Yielded);
-            }
-            // Only a connection idle at least `steal_idle_after` is taken: a tenant robbed
-            // of a connection it was about to use comes back needing one, and robs the
-            // next. But a pool with no connection that has waited that long takes any idle
-            // one, and is counted as starving so that the next returned connection anywhere
-            // is closed for it: no tenant waits unboundedly behind busy ones.
-            if growing.is_some() {
-                // The pool has a connection now: it waits for its own, not for others'.
-                starving = None;
-            } else if started.elapsed() >= self.config.steal_idle_after {
-                // Re-asserted on every pass: a close paid to this checkout may have given
-                // its permit to one queued earlier, and debts are not told apart, so each
-                // starving checkout keeps one outstanding until it is served.
-                drop(starving.take());
-                starving = Some(Owed::register(&self.owed));
-            }
-            let min_idle = if starving.is_some() {
-                Duration::ZERO
-            } else {
-                self.config.steal_idle_after
-            };
-            let evicted = (self.evict_idle)(min_idle);
-            if !evicted
-                && growing.is_some_and(|entry| idle_connections(&entry.pool, self.now_ms()).0 > 0)
-            {
-                return Err(Yielded);
-            }
-            if !evicted && !counted_wait {
-                counted_wait = true;
-                Counters::bump(&self.counters.waits);
-            }
-            // Look again now and then: idle connections elsewhere grow old enough to take
-            // without anything being returned, and the permit of a connection just closed
-            // (which comes back only once the server has let go of it, see `Lease`) may go
-            // to a checkout queued earlier.
-            let recheck = tokio::time::sleep(
-                (self.config.steal_idle_after / 4).max(Duration::from_millis(2)),
-            );
-            tokio::select! {
-                permit = &mut permit => {
-                    return Ok(permit.expect("the budget semaphore is never closed"));
-                }
-                () = &mut own_returned => return Err(Yielded),
-                () = recheck => {}
-            }
-        }
-    }
-}
-
-/// Polls `future` once: its output if it is ready at once, `None` if it would wait.
-async fn futures_poll_once<F: Future + Unpin>(mut future: F) -> Option<F::Output> {
-    std::future::poll_fn(|cx| match Pin::new(&mut future).poll(cx) {
-        Poll::Ready(output) => Poll::Ready(Some(output)),
-        Poll::Pending => Poll::Ready(None),
-    })
-    .await
-}
-
-/// The idle connections of `pool` (those waiting in it, not those in use) and how long the
-/// longest-idle one has waited, `now_ms` being the budget clock.
-///
-/// deadpool's `Status::available` is not this: it subtracts waiting checkouts, so a pool
-/// with idle connections and queued checkouts reports none available.
-fn idle_connections<M: Manager>(
+pub(crate) fn idle_connections<M: Manager>(
     pool: &Pool<Budgeted<M>>,
     now_ms: u64,
 ) -> (usize, Option<Duration>) {
@@ -331,39 +169,6 @@ impl<T> Counted<T> {
 
 /// A connection owed to a starving checkout, withdrawn if the checkout ends before it was
 /// paid.
-struct Owed<'a>(&'a AtomicUsize);
-
-impl<'a> Owed<'a> {
-    fn register(owed: &'a AtomicUsize) -> Self {
-        owed.fetch_add(1, Ordering::SeqCst);
-        Owed(owed)
-    }
-}
-
-impl Drop for Owed<'_> {
-    fn drop(&mut self) {
-        let _ = self
-            .0
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-    }
-}
-
-/// Counts a checkout as waiting for a returned connection while it lives.
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl<'a> Waiting<'a> {
-    fn register(waiting: &'a AtomicUsize) -> Self {
-        waiting.fetch_add(1, Ordering::SeqCst);
-        Waiting(waiting)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// Closes the connection idle longest, in whichever pool it waits, if it has been idle at
 /// least `min_idle`; between equally idle ones, a spare (of a pool that keeps another
 /// connection) before a pool's last. Returns whether a connection was closed.
@@ -739,87 +544,5 @@ impl<K, M: Manager> fmt::Debug for TenantPools<K, M> {
             .field("config", &self.shared.budget.config)
             .field("open_connections", &self.shared.budget.open_connections())
             .finish_non_exhaustive()
-    }
-}
-
-/// A connection checked out of a [`TenantPools`]. Dereferences to the manager's connection
-/// type; goes back to its pool when dropped, unless [`Connection::discard`]ed.
-pub struct Connection<M: Manager> {
-    object: Option<Object<Budgeted<M>>>,
-    entry: Arc<Entry<M>>,
-    budget: Arc<Budget>,
-}
-
-impl<M: Manager> Connection<M> {
-    fn object(&self) -> &Object<Budgeted<M>> {
-        self.object
-            .as_ref()
-            .expect("a connection's object is only taken when it is consumed")
-    }
-
-    /// Closes the connection instead of returning it: for a connection whose state is
-    /// unknown (a transaction left open, a command cancelled half-way).
-    pub fn discard(mut self) {
-        if let Some(object) = self.object.take() {
-            drop(Object::take(object));
-            Counters::bump(&self.budget.counters.discarded);
-        }
-    }
-
-    /// How long ago this connection was opened.
-    pub fn age(&self) -> Duration {
-        Object::metrics(self.object()).age()
-    }
-}
-
-impl<M: Manager> Deref for Connection<M> {
-    type Target = M::Type;
-
-    fn deref(&self) -> &M::Type {
-        &self.object().object
-    }
-}
-
-impl<M: Manager> DerefMut for Connection<M> {
-    fn deref_mut(&mut self) -> &mut M::Type {
-        &mut self
-            .object
-            .as_mut()
-            .expect("a connection's object is only taken when it is consumed")
-            .object
-    }
-}
-
-impl<M: Manager> Drop for Connection<M> {
-    fn drop(&mut self) {
-        if let Some(object) = self.object.take() {
-            let owed = self
-                .budget
-                .owed
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-            if owed.is_ok() {
-                // A tenant with no connection has waited long enough: this permit is owed
-                // to it.
-                drop(Object::take(object));
-                Counters::bump(&self.budget.counters.evicted_connections);
-                return;
-            }
-            let now = self.budget.now_ms();
-            object.returned_ms.store(now, Ordering::Relaxed);
-            drop(object);
-            self.entry.last_used_ms.store(now, Ordering::Relaxed);
-            // A waiter registers before it looks for idle connections, so a return it
-            // could use is never missed: either it sees this connection idle, or this sees
-            // it waiting.
-            if self.entry.waiting.load(Ordering::SeqCst) > 0 {
-                self.entry.returned.notify_waiters();
-            }
-        }
-    }
-}
-
-impl<M: Manager> fmt::Debug for Connection<M> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Connection").finish_non_exhaustive()
     }
 }
