@@ -156,6 +156,20 @@ impl SameStatements {
 /// The query of every transaction, as the application writes it.
 const TENANT_QUERY: &str = "SELECT title FROM records WHERE id = $1";
 
+/// The same transaction through the typed tier: the driver's own parameter and row types.
+async fn typed_transaction(db: &TenantDb, ctx: &TenantContext) -> String {
+    let mut tx = db.transaction(ctx).await.unwrap();
+    let title: String = tx
+        .postgres()
+        .unwrap()
+        .query_one(TENANT_QUERY, &[&1i64])
+        .await
+        .unwrap()
+        .get(0);
+    tx.commit().await.unwrap();
+    title
+}
+
 async fn tenant_transaction(db: &TenantDb, ctx: &TenantContext) -> String {
     let mut tx = db.transaction(ctx).await.unwrap();
     let title: String = tx
@@ -423,6 +437,9 @@ fn main() {
             })
             .variant("TenantDb::transaction", || {
                 black_box(runtime.block_on(tenant_transaction(&fixture.db, ctx)));
+            })
+            .variant("TenantDb, typed tier", || {
+                black_box(runtime.block_on(typed_transaction(&fixture.db, ctx)));
             });
         if let Some((db, sealed_ctx, sealed_same)) = &setup.sealed {
             comparison = comparison
@@ -451,6 +468,18 @@ fn main() {
             same_statements / pipelined,
             same_statements / before,
             paired / same_statements,
+        );
+        let typed = report.paired_ratio("TenantDb, typed tier");
+        println!(
+            "  typed tier: {:.3}x raw with the same statements (goal <= 1.05): {}; the portable \
+             tier {:.3}x the typed one",
+            typed / same_statements,
+            if typed / same_statements <= 1.05 {
+                "met"
+            } else {
+                "NOT MET"
+            },
+            paired / typed,
         );
         if setup.sealed.is_some() {
             let sealed = report.paired_ratio("TenantDb, sealed");
