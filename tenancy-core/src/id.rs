@@ -131,8 +131,9 @@ fn validate(id: &str) -> Result<(), Error> {
     if id.starts_with("pg-") {
         return Err(invalid(id, "names starting \"pg-\" are reserved"));
     }
-    if id.ends_with("-s3alias") {
-        return Err(invalid(id, "names ending \"-s3alias\" are reserved"));
+    // The bucket is `{prefix}-{id}`, so an id that is `s3alias` ends it the same way.
+    if id == "s3alias" || id.ends_with("-s3alias") {
+        return Err(invalid(id, "names ending \"s3alias\" are reserved"));
     }
     Ok(())
 }
@@ -304,6 +305,7 @@ mod tests {
             "pg-catalog",
             "pg-toast",
             "acme-s3alias",
+            "s3alias",
         ] {
             assert!(rejected(input).contains("reserved"), "{input}");
         }
