@@ -13,7 +13,7 @@ use crate::budget::Budget;
 use crate::pools::{Budgeted, Entry};
 use crate::stats::Counters;
 
-/// A connection checked out of a [`TenantPools`]. Dereferences to the manager's connection
+/// A connection checked out of a [`TenantPools`](crate::TenantPools). Dereferences to the manager's connection
 /// type; goes back to its pool when dropped, unless [`Connection::discard`]ed.
 pub struct Connection<M: Manager> {
     pub(crate) object: Option<Object<Budgeted<M>>>,
