@@ -467,11 +467,17 @@ mod tests {
         let original = print(vec![base()]);
         assert_eq!(original, print(vec![base()]), "deterministic");
         let changed = [
-            print(vec![Migration::new(2, "records").postgres("CREATE TABLE r ()")]),
-            print(vec![Migration::new(1, "record").postgres("CREATE TABLE r ()")]),
+            print(vec![
+                Migration::new(2, "records").postgres("CREATE TABLE r ()"),
+            ]),
+            print(vec![
+                Migration::new(1, "record").postgres("CREATE TABLE r ()"),
+            ]),
             print(vec![base().row_level("")]),
             print(vec![base().sqlite("CREATE TABLE r ()")]),
-            print(vec![Migration::new(1, "records").row_level("CREATE TABLE r ()")]),
+            print(vec![
+                Migration::new(1, "records").row_level("CREATE TABLE r ()"),
+            ]),
             print(vec![base(), Migration::new(2, "more")]),
             Migrations::none().fingerprint(),
         ];
