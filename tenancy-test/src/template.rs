@@ -380,8 +380,12 @@ pub fn run_detached<T: Send + 'static>(work: impl Future<Output = T> + Send + 's
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> std::io::Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "test fixture file work, under no tenant's scope"
+    )]
+    let task = tokio::task::spawn_blocking(work);
+    task.await
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
 }
 

@@ -39,14 +39,7 @@ impl SqliteServer {
         }
         let template = self.ensure_template(migrations).await?;
         let to = path.clone();
-        let copied = tokio::task::spawn_blocking(move || copy_new(&template, &to))
-            .await
-            .map_err(|error| {
-                Error::new(
-                    ErrorKind::Provision,
-                    format!("copying the template failed: {error}"),
-                )
-            })?;
+        let copied = blocking("copying the template", move || copy_new(&template, &to)).await?;
         match copied {
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -82,17 +75,11 @@ impl SqliteServer {
             return Ok(path);
         }
         let lock = lock_path(&path);
-        let held = tokio::task::spawn_blocking(move || lock_file(&lock, Lock::Exclusive))
-            .await
-            .map_err(|error| {
-                Error::new(
-                    ErrorKind::Provision,
-                    format!("locking the template failed: {error}"),
-                )
-            })?
-            .map_err(|error| {
-                Error::with_source(ErrorKind::Provision, "locking the template", error)
-            })?;
+        let held = blocking("locking the template", move || {
+            lock_file(&lock, Lock::Exclusive)
+        })
+        .await?
+        .map_err(|error| Error::with_source(ErrorKind::Provision, "locking the template", error))?;
         let migrated = self.migrate_template(migrations, &key).await;
         // Its connections are closed whatever happened: none may write while a copy is made.
         self.pools.remove(&key);
@@ -172,6 +159,21 @@ impl SqliteServer {
         }
         Ok(())
     }
+}
+
+/// Runs file work on tokio's blocking threads. Platform work serves no tenant, so there is
+/// no tenant scope to carry.
+async fn blocking<T: Send + 'static>(
+    doing: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Error> {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "platform file work, under no tenant's scope"
+    )]
+    let task = tokio::task::spawn_blocking(work);
+    task.await
+        .map_err(|error| Error::new(ErrorKind::Provision, format!("{doing} failed: {error}")))
 }
 
 fn already_exists(path: &Path, tenant: &Tenant) -> Error {
