@@ -258,3 +258,110 @@ fn many_processes_opening_a_new_deployment_at_once_share_one_template() {
         .expect("a runtime")
         .block_on(drop_deployment(&deployment_prefix(&migrations)));
 }
+
+/// Set in the processes `separate_processes_share_one_deployment` starts.
+const CHILD: &str = "TENANCY_TEST_FRESH_TENANT_CHILD";
+
+#[test]
+fn separate_processes_share_one_deployment() {
+    // A child: open the deployment its parent named, make a tenant, use it, and exit.
+    if let Ok(spec) = std::env::var(CHILD) {
+        let (backend, tag) = spec.split_once(':').expect("backend:tag");
+        let migrations = capas(tag);
+        let postgres = backend == "postgres";
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(async move {
+                let tenants = if postgres {
+                    TestTenants::postgres(migrations).await
+                } else {
+                    TestTenants::embedded(migrations).await
+                };
+                let tenant = tenants.tenant("child").await;
+                add(tenants.db(), &tenant, 1, "mine").await;
+                assert_eq!(read_all(tenants.db(), &tenant).await, "1 mine\n");
+            });
+        return;
+    }
+    // The parent: four processes at once per backend, on a deployment no run has made, as
+    // nextest runs four tests of one suite.
+    let exe = std::env::current_exe().expect("the test binary");
+    for backend in ["embedded", "postgres"] {
+        let tag = unique_prefix();
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "separate_processes_share_one_deployment",
+                        "--test-threads=1",
+                    ])
+                    .env(CHILD, format!("{backend}:{tag}"))
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("a child process")
+            })
+            .collect();
+        for child in children {
+            let output = child.wait_with_output().expect("the child ran");
+            assert!(
+                output.status.success(),
+                "a {backend} child failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert!(
+                String::from_utf8_lossy(&output.stdout).contains("1 passed"),
+                "the child ran the test: {}",
+                String::from_utf8_lossy(&output.stdout)
+            );
+        }
+        let migrations = capas(&tag);
+        if backend == "embedded" {
+            let dir = embedded_dir(&migrations);
+            let names: Vec<String> = std::fs::read_dir(&dir)
+                .expect("the deployment")
+                .filter_map(Result::ok)
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.ends_with(".sqlite3"))
+                .collect();
+            let templates = names.iter().filter(|n| n.contains("__template")).count();
+            let tenants = names.iter().filter(|n| !n.contains("__")).count();
+            assert_eq!((templates, tenants), (1, 0), "{names:?}");
+            std::fs::remove_dir_all(&dir).expect("the deployment removed");
+            let mut lock = dir.into_os_string();
+            lock.push(".lock");
+            std::fs::remove_file(lock).expect("its lock removed");
+        } else {
+            let prefix = deployment_prefix(&migrations);
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(async {
+                    let admin = connect(&Service::Postgres.require().parse().expect("a URL")).await;
+                    let pattern = format!("{prefix}\\_%");
+                    let databases: Vec<String> = admin
+                        .query(
+                            "SELECT datname FROM pg_database WHERE datname LIKE $1 ORDER BY 1",
+                            &[&pattern],
+                        )
+                        .await
+                        .expect("the databases")
+                        .iter()
+                        .map(|row| row.get(0))
+                        .collect();
+                    let expected: Vec<String> = ["platform", "shared", "template"]
+                        .iter()
+                        .map(|purpose| format!("{prefix}__{purpose}"))
+                        .collect();
+                    assert_eq!(databases, expected, "one deployment, no tenant left");
+                    drop(admin);
+                    drop_deployment(&prefix).await;
+                });
+        }
+    }
+}
