@@ -205,8 +205,8 @@ impl TestTenants {
         &self.db
     }
 
-    /// Another handle on the same deployment: what another node of the application (or
-    /// the application's own start-up code, given a configuration) would open.
+    /// The deployment's configuration: to open another handle on the same tenants, as
+    /// another node of the application (or its own start-up code) would.
     pub fn config(&self) -> &DbConfig {
         &self.config
     }
