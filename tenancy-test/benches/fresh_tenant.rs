@@ -15,9 +15,10 @@
 //!   same migrations' SQL run in a new schema in one batch; for SQLite, a copy of the
 //!   template file (with `fsync`, as tenancy-db makes it). Row-level tenants copy nothing.
 //!
-//! Creation is timed; removal (on drop) is timed apart. Variants take turns round by
-//! round; each line gives the median over `TENANCY_BENCH_ROUNDS` rounds (default 10), and
-//! the ratio is the variant's median over the from-scratch median. Bounded: a few minutes.
+//! Creation is timed; removal (on drop) is timed apart. Variants take turns round by round;
+//! each line gives the median over `TENANCY_BENCH_ROUNDS` rounds (default 10), and the
+//! ratio is the variant's median over the from-scratch median. Bounded: a few minutes. The
+//! shared deployments it made are dropped at the end.
 
 use std::time::{Duration, Instant};
 
@@ -26,7 +27,7 @@ use tenancy_db::Dialect;
 use tenancy_db::{Migration, Migrations, rls};
 use tenancy_test::TestTenants;
 use tenancy_test::db::{
-    Backend, SuperuserClient, TestDb, connect, deployment_prefix, embedded_dir,
+    Backend, SuperuserClient, TestDb, connect, deployment_prefix, drop_deployment, embedded_dir,
 };
 use tenancy_test::{Service, unique_tenant};
 
@@ -260,5 +261,12 @@ fn main() {
             ] {
                 compare(Backend::Postgres, isolation, rounds).await;
             }
+            // The shared deployments are a cache for test suites; a benchmark leaves none.
+            drop_deployment(&deployment_prefix(&migrations())).await;
+            let dir = embedded_dir(&migrations());
+            let _ = std::fs::remove_dir_all(&dir);
+            let mut lock = dir.into_os_string();
+            lock.push(".lock");
+            let _ = std::fs::remove_file(lock);
         });
 }
