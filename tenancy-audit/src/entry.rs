@@ -266,7 +266,10 @@ impl Event {
     }
 
     pub(crate) fn check(&self, regulated: bool) -> Result<(), Error> {
-        for (what, value) in [("record type", &self.record_type), ("record id", &self.record_id)] {
+        for (what, value) in [
+            ("record type", &self.record_type),
+            ("record id", &self.record_id),
+        ] {
             if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
                 return Err(Error::new(
                     ErrorKind::InvalidEvent,

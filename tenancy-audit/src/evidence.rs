@@ -66,7 +66,11 @@ impl IsolationEvidence {
                     .filter(|line| line.starts_with(&prefix))
                     .map(str::to_owned)
                     .collect();
-                let check = if findings.is_empty() { "passed" } else { "failed" };
+                let check = if findings.is_empty() {
+                    "passed"
+                } else {
+                    "failed"
+                };
                 (true, check, findings)
             }
             Err(error) => return Err(error.into()),

@@ -74,7 +74,10 @@ impl Scope {
     /// Whether the scope is an unbroken run of the chain (so a verifier can check every
     /// link), rather than a selection of entries.
     pub fn is_contiguous(&self) -> bool {
-        matches!(self, Scope::All | Scope::Sequence { .. } | Scope::Time { .. })
+        matches!(
+            self,
+            Scope::All | Scope::Sequence { .. } | Scope::Time { .. }
+        )
     }
 }
 
@@ -159,6 +162,15 @@ struct EntryFiles {
     last: Option<(u64, String)>,
 }
 
+/// What [`EntryFiles`] wrote.
+struct Written {
+    entries: u64,
+    counts: BTreeMap<String, u64>,
+    jsonl_sha: String,
+    first: Option<(u64, String)>,
+    last: Option<(u64, String)>,
+}
+
 fn create(dir: &Path, name: &str) -> Result<BufWriter<File>, Error> {
     File::create(dir.join(name))
         .map(|file| BufWriter::with_capacity(64 * 1024, file))
@@ -202,7 +214,7 @@ fn csv_line(entry: &Entry) -> String {
         if n > 0 {
             line.push(',');
         }
-        csv_field(&mut line, field.map(|f| f.as_ref()));
+        csv_field(&mut line, field);
     }
     line.push_str("\r\n");
     line
@@ -245,20 +257,20 @@ impl EntryFiles {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<(u64, BTreeMap<String, u64>, String, Option<(u64, String)>, Option<(u64, String)>), Error> {
+    fn finish(mut self) -> Result<Written, Error> {
         self.jsonl
             .flush()
             .map_err(|error| io(format!("writing {ENTRIES_JSONL}"), error))?;
         self.csv
             .flush()
             .map_err(|error| io(format!("writing {ENTRIES_CSV}"), error))?;
-        Ok((
-            self.entries,
-            self.counts,
-            hex(&self.jsonl_sha.finalize()),
-            self.first,
-            self.last,
-        ))
+        Ok(Written {
+            entries: self.entries,
+            counts: self.counts,
+            jsonl_sha: hex(&self.jsonl_sha.finalize()),
+            first: self.first,
+            last: self.last,
+        })
     }
 }
 
@@ -412,7 +424,10 @@ impl AuditTrail {
         if dir.join(MANIFEST).exists() {
             return Err(Error::new(
                 ErrorKind::Io,
-                format!("{} already holds a bundle: export into a new directory", dir.display()),
+                format!(
+                    "{} already holds a bundle: export into a new directory",
+                    dir.display()
+                ),
             ));
         }
         let (head_seq, head_hash) = head(tx).await?;
@@ -425,7 +440,13 @@ impl AuditTrail {
                 files.push(&entry_from_row(&row?)?)?;
             }
         }
-        let (entries, counts, jsonl_sha, first, last) = files.finish()?;
+        let Written {
+            entries,
+            counts,
+            jsonl_sha,
+            first,
+            last,
+        } = files.finish()?;
         self.write_timeline(tx, ctx, &selection, dir).await?;
         let export_entry = self
             .record(
@@ -470,9 +491,8 @@ impl AuditTrail {
             },
             isolation,
         };
-        let mut text = serde_json::to_string_pretty(&manifest).map_err(|error| {
-            Error::with_source(ErrorKind::Io, "encoding the manifest", error)
-        })?;
+        let mut text = serde_json::to_string_pretty(&manifest)
+            .map_err(|error| Error::with_source(ErrorKind::Io, "encoding the manifest", error))?;
         text.push('\n');
         std::fs::write(dir.join(MANIFEST), text)
             .map_err(|error| io(format!("writing {MANIFEST}"), error))?;

@@ -120,9 +120,24 @@ fn sqlite() -> String {
          WHEN NEW.seq NOT IN (OLD.seq, OLD.seq + 1) BEGIN SELECT RAISE(ABORT, \
          'the audit trail is append-only: UPDATE on tenancy_audit_head is refused'); END;\n",
         ENTRY_COLUMNS.replace("bigint", "integer"),
-        refuse("tenancy_audit_no_update", "UPDATE", "tenancy_audit", "UPDATE"),
-        refuse("tenancy_audit_no_delete", "DELETE", "tenancy_audit", "DELETE"),
-        refuse("tenancy_audit_head_no_delete", "DELETE", "tenancy_audit_head", "DELETE"),
+        refuse(
+            "tenancy_audit_no_update",
+            "UPDATE",
+            "tenancy_audit",
+            "UPDATE"
+        ),
+        refuse(
+            "tenancy_audit_no_delete",
+            "DELETE",
+            "tenancy_audit",
+            "DELETE"
+        ),
+        refuse(
+            "tenancy_audit_head_no_delete",
+            "DELETE",
+            "tenancy_audit_head",
+            "DELETE"
+        ),
     )
 }
 

@@ -171,7 +171,10 @@ impl ChainVerifier {
                 let what = if entry.seq > want_seq {
                     format!("missing: the next entry read is {}", entry.seq)
                 } else {
-                    format!("out of order: entry {} read where {want_seq} belongs", entry.seq)
+                    format!(
+                        "out of order: entry {} read where {want_seq} belongs",
+                        entry.seq
+                    )
                 };
                 self.fail(want_seq, what);
                 return false;
@@ -318,7 +321,8 @@ pub fn verify_bundle(dir: &Path) -> Result<Report, Error> {
     let file = File::open(&entries_path)
         .map_err(|error| io(format!("reading {}", entries_path.display()), error))?;
     for line in BufReader::new(file).split(b'\n') {
-        let line = line.map_err(|error| io(format!("reading {}", entries_path.display()), error))?;
+        let line =
+            line.map_err(|error| io(format!("reading {}", entries_path.display()), error))?;
         match serde_json::from_slice::<Entry>(&line) {
             Ok(entry) => {
                 if !verifier.push(&entry) {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use tenancy_audit::{
-    AuditTrail, ENTRIES_CSV, ENTRIES_JSONL, Event, IsolationEvidence, MANIFEST, Scope, SUMS,
+    AuditTrail, ENTRIES_CSV, ENTRIES_JSONL, Event, IsolationEvidence, MANIFEST, SUMS, Scope,
     TIMELINE_HTML, verify_bundle,
 };
 use tenancy_core::{IsolationMode, TenantContext};
@@ -52,15 +52,19 @@ async fn seed(db: &TenantDb, ctx: &TenantContext, canary: &str, count: i64) {
     let trail = AuditTrail::new().regulated("capa");
     for id in 1..=count {
         let mut tx = db.transaction(ctx).await.unwrap();
-        tx.execute("INSERT INTO capas (id, status) VALUES ($1, $2)", &[id.into(), canary.into()])
-            .await
-            .unwrap();
+        tx.execute(
+            "INSERT INTO capas (id, status) VALUES ($1, $2)",
+            &[id.into(), canary.into()],
+        )
+        .await
+        .unwrap();
         trail
             .record(
                 &mut tx,
                 ctx,
-                Event::create("capa", &id.to_string())
-                    .new_value(json!({"status": canary, "note": "a \"quoted\", <b>bold</b>\nline"})),
+                Event::create("capa", &id.to_string()).new_value(
+                    json!({"status": canary, "note": "a \"quoted\", <b>bold</b>\nline"}),
+                ),
             )
             .await
             .unwrap();
@@ -81,7 +85,12 @@ async fn seed(db: &TenantDb, ctx: &TenantContext, canary: &str, count: i64) {
     }
 }
 
-async fn export(db: &TenantDb, ctx: &TenantContext, scope: &Scope, dir: &Path) -> tenancy_audit::Manifest {
+async fn export(
+    db: &TenantDb,
+    ctx: &TenantContext,
+    scope: &Scope,
+    dir: &Path,
+) -> tenancy_audit::Manifest {
     let evidence = IsolationEvidence::collect(db, &tenancy_test::operator(), ctx.tenant())
         .await
         .unwrap();
@@ -116,20 +125,36 @@ async fn another_tenants_entries_never_appear_in_an_export() {
         );
         seed(&fixture.db, &a, &canary_a, 4).await;
         seed(&fixture.db, &b, &canary_b, 3).await;
-        for (ctx, own, foreign, entries) in [(&a, &canary_a, &canary_b, 6), (&b, &canary_b, &canary_a, 4)] {
+        for (ctx, own, foreign, entries) in
+            [(&a, &canary_a, &canary_b, 6), (&b, &canary_b, &canary_a, 4)]
+        {
             let dir = TempDir::new("canary");
             let manifest = export(&fixture.db, ctx, &Scope::All, &dir.0).await;
             assert_eq!(manifest.entries, entries, "{what}");
             assert_eq!(manifest.tenant, ctx.tenant().as_str());
             let evidence = manifest.isolation.as_ref().unwrap();
             assert_eq!(evidence.strategy, isolation.as_str(), "{what}");
-            let expected_check = if backend == Backend::Postgres { "passed" } else { "not applicable" };
+            let expected_check = if backend == Backend::Postgres {
+                "passed"
+            } else {
+                "not applicable"
+            };
             assert_eq!(evidence.check, expected_check, "{what}: {evidence:?}");
             for name in [MANIFEST, ENTRIES_JSONL, ENTRIES_CSV, TIMELINE_HTML, SUMS] {
                 let text = String::from_utf8(read(&dir.0, name)).unwrap();
-                assert!(!text.contains(foreign.as_str()), "{what}: {name} holds the other tenant's canary");
-                let other = if ctx.tenant() == a.tenant() { b.tenant() } else { a.tenant() };
-                assert!(!text.contains(other.as_str()), "{what}: {name} names the other tenant");
+                assert!(
+                    !text.contains(foreign.as_str()),
+                    "{what}: {name} holds the other tenant's canary"
+                );
+                let other = if ctx.tenant() == a.tenant() {
+                    b.tenant()
+                } else {
+                    a.tenant()
+                };
+                assert!(
+                    !text.contains(other.as_str()),
+                    "{what}: {name} names the other tenant"
+                );
                 if name == ENTRIES_JSONL {
                     assert!(text.contains(own.as_str()), "{what}: own canary exported");
                 }
@@ -160,7 +185,11 @@ async fn the_same_export_twice_gives_the_same_entry_files() {
         let first = export(&fixture.db, &ctx, &scope, &one.0).await;
         let second = export(&fixture.db, &ctx, &scope, &two.0).await;
         for name in [ENTRIES_JSONL, ENTRIES_CSV, TIMELINE_HTML] {
-            assert_eq!(read(&one.0, name), read(&two.0, name), "{backend:?}: {name} differs");
+            assert_eq!(
+                read(&one.0, name),
+                read(&two.0, name),
+                "{backend:?}: {name} differs"
+            );
         }
         assert_eq!(first.export_entry_seq + 1, second.export_entry_seq);
         assert!(verify_bundle(&two.0).unwrap().is_ok());
@@ -169,7 +198,10 @@ async fn the_same_export_twice_gives_the_same_entry_files() {
         let manifest = export(
             &fixture.db,
             &ctx,
-            &Scope::Record { record_type: "capa".into(), record_id: "2".into() },
+            &Scope::Record {
+                record_type: "capa".into(),
+                record_id: "2".into(),
+            },
             &record.0,
         )
         .await;
@@ -177,13 +209,19 @@ async fn the_same_export_twice_gives_the_same_entry_files() {
         assert!(!manifest.contiguous);
         assert!(verify_bundle(&record.0).unwrap().is_ok());
         let html = String::from_utf8(read(&record.0, TIMELINE_HTML)).unwrap();
-        assert!(html.contains("&lt;b&gt;bold&lt;/b&gt;"), "values are escaped in the page");
+        assert!(
+            html.contains("&lt;b&gt;bold&lt;/b&gt;"),
+            "values are escaped in the page"
+        );
         assert!(html.contains("closed by repeat"));
         let time = TempDir::new("time");
         let manifest = export(
             &fixture.db,
             &ctx,
-            &Scope::Time { from: "2000-01-01T00:00:00Z".into(), to: "2999-01-01T00:00:00Z".into() },
+            &Scope::Time {
+                from: "2000-01-01T00:00:00Z".into(),
+                to: "2999-01-01T00:00:00Z".into(),
+            },
             &time.0,
         )
         .await;
@@ -257,26 +295,48 @@ async fn every_kind_of_tampering_is_reported_at_its_first_bad_entry() {
         let mut changed = original.clone();
         changed.remove(gone);
         write_lines(dir, &changed);
-        assert_eq!(first_bad(dir), Some(gone as u64 + 1), "entry {} deleted", gone + 1);
+        assert_eq!(
+            first_bad(dir),
+            Some(gone as u64 + 1),
+            "entry {} deleted",
+            gone + 1
+        );
     }
     for swap in 0..original.len() - 1 {
         let mut changed = original.clone();
         changed.swap(swap, swap + 1);
         write_lines(dir, &changed);
-        assert_eq!(first_bad(dir), Some(swap as u64 + 1), "entries {} and {} swapped", swap + 1, swap + 2);
+        assert_eq!(
+            first_bad(dir),
+            Some(swap as u64 + 1),
+            "entries {} and {} swapped",
+            swap + 1,
+            swap + 2
+        );
     }
     write_lines(dir, &original[..4]);
     assert_eq!(first_bad(dir), Some(5), "truncated after entry 4");
     // Another tenant's entry, inserted or put in place of one.
     let foreign = lines(&beta.0);
-    for at in 0..original.len() {
+    assert_eq!(foreign.len(), original.len());
+    for (at, theirs) in foreign.iter().enumerate() {
         let mut changed = original.clone();
-        changed.insert(at, foreign[at].clone());
+        changed.insert(at, theirs.clone());
         write_lines(dir, &changed);
-        assert_eq!(first_bad(dir), Some(at as u64 + 1), "beta's entry {} inserted", at + 1);
+        assert_eq!(
+            first_bad(dir),
+            Some(at as u64 + 1),
+            "beta's entry {} inserted",
+            at + 1
+        );
         changed.remove(at + 1);
         write_lines(dir, &changed);
-        assert_eq!(first_bad(dir), Some(at as u64 + 1), "beta's entry {} replaced ours", at + 1);
+        assert_eq!(
+            first_bad(dir),
+            Some(at as u64 + 1),
+            "beta's entry {} replaced ours",
+            at + 1
+        );
     }
     // Whole files: the sums catch a changed page or CSV.
     write_lines(dir, &original);
@@ -287,7 +347,10 @@ async fn every_kind_of_tampering_is_reported_at_its_first_bad_entry() {
         changed[saved.len() / 2] ^= 0x01;
         std::fs::write(dir.join(name), &changed).unwrap();
         let report = verify_bundle(dir).unwrap();
-        assert!(report.problem.as_ref().unwrap().what.contains(name), "{report}");
+        assert!(
+            report.problem.as_ref().unwrap().what.contains(name),
+            "{report}"
+        );
         std::fs::write(dir.join(name), saved).unwrap();
     }
     assert!(verify_bundle(dir).unwrap().is_ok());
@@ -296,7 +359,11 @@ async fn every_kind_of_tampering_is_reported_at_its_first_bad_entry() {
         .arg(dir)
         .output()
         .unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stdout));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
     write_lines(dir, &original[1..]);
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_tenancy-audit-verify"))
         .arg(dir)

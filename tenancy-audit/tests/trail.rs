@@ -31,8 +31,15 @@ fn trail() -> AuditTrail {
 /// Every placement the trail must work on.
 async fn placements() -> Vec<(TestDb, IsolationMode)> {
     let mut out = Vec::new();
-    for isolation in [IsolationMode::Database, IsolationMode::Schema, IsolationMode::Row] {
-        out.push((TestDb::new(Backend::Postgres, migrations()).await, isolation));
+    for isolation in [
+        IsolationMode::Database,
+        IsolationMode::Schema,
+        IsolationMode::Row,
+    ] {
+        out.push((
+            TestDb::new(Backend::Postgres, migrations()).await,
+            isolation,
+        ));
     }
     out.push((
         TestDb::new(Backend::Sqlite, migrations()).await,
@@ -45,9 +52,12 @@ async fn placements() -> Vec<(TestDb, IsolationMode)> {
 async fn create_and_update(db: &TenantDb, ctx: &TenantContext, id: i64) {
     let trail = trail();
     let mut tx = db.transaction(ctx).await.unwrap();
-    tx.execute("INSERT INTO capas (id, status) VALUES ($1, 'open')", &[id.into()])
-        .await
-        .unwrap();
+    tx.execute(
+        "INSERT INTO capas (id, status) VALUES ($1, 'open')",
+        &[id.into()],
+    )
+    .await
+    .unwrap();
     trail
         .record(
             &mut tx,
@@ -59,9 +69,12 @@ async fn create_and_update(db: &TenantDb, ctx: &TenantContext, id: i64) {
     tx.commit().await.unwrap();
 
     let mut tx = db.transaction(ctx).await.unwrap();
-    tx.execute("UPDATE capas SET status = 'closed' WHERE id = $1", &[id.into()])
-        .await
-        .unwrap();
+    tx.execute(
+        "UPDATE capas SET status = 'closed' WHERE id = $1",
+        &[id.into()],
+    )
+    .await
+    .unwrap();
     trail
         .record(
             &mut tx,
@@ -101,7 +114,10 @@ async fn history_is_reconstructed_and_failed_transactions_leave_nothing() {
         let mut record = serde_json::Value::Null;
         for entry in &history {
             assert_eq!(
-                entry.old_value.as_deref().map(|v| serde_json::from_str(v).unwrap()),
+                entry
+                    .old_value
+                    .as_deref()
+                    .map(|v| serde_json::from_str(v).unwrap()),
                 (!record.is_null()).then(|| record.clone()),
                 "{what}: each entry's old value is the previous new value"
             );
@@ -113,7 +129,10 @@ async fn history_is_reconstructed_and_failed_transactions_leave_nothing() {
         assert_eq!(last.actor_id, ctx.actor().id());
         assert_eq!(last.actor_name, ctx.actor().display_name());
         assert_eq!(last.reason.as_deref(), Some("effectiveness check passed"));
-        assert_eq!(last.request_id.as_deref(), Some(ctx.correlation_id().as_str()));
+        assert_eq!(
+            last.request_id.as_deref(),
+            Some(ctx.correlation_id().as_str())
+        );
         assert!(
             last.recorded_at.ends_with('Z') && last.recorded_at >= history[0].recorded_at,
             "{what}: {}",
@@ -151,10 +170,25 @@ async fn history_is_reconstructed_and_failed_transactions_leave_nothing() {
             .unwrap_err();
         assert_eq!(refused.kind(), ErrorKind::InvalidEvent);
         // Reads of capas are recorded; reads of others are not.
-        assert!(trail().read(&mut tx, &ctx, "capa", "7").await.unwrap().is_some());
-        assert!(trail().read(&mut tx, &ctx, "memo", "1").await.unwrap().is_none());
+        assert!(
+            trail()
+                .read(&mut tx, &ctx, "capa", "7")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            trail()
+                .read(&mut tx, &ctx, "memo", "1")
+                .await
+                .unwrap()
+                .is_none()
+        );
         let (head, _) = trail().head(&mut tx).await.unwrap();
-        assert_eq!(head, 3, "{what}: entries 1, 2 and the read; nothing of 8 or 9");
+        assert_eq!(
+            head, 3,
+            "{what}: entries 1, 2 and the read; nothing of 8 or 9"
+        );
         let report = verify_trail(&mut tx).await.unwrap();
         assert!(report.is_ok(), "{what}: {report}");
         assert_eq!(report.entries, 3);
@@ -168,8 +202,18 @@ async fn history_is_reconstructed_and_failed_transactions_leave_nothing() {
             .await
             .unwrap_err();
         assert_eq!(refused.kind(), ErrorKind::InvalidEvent);
-        assert!(trail().history(&mut tx, "capa", "7").await.unwrap().is_empty());
-        assert_eq!(trail().head(&mut tx).await.unwrap().0, 0, "{what}: no shared head");
+        assert!(
+            trail()
+                .history(&mut tx, "capa", "7")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            trail().head(&mut tx).await.unwrap().0,
+            0,
+            "{what}: no shared head"
+        );
         tx.rollback().await.unwrap();
 
         if isolation == IsolationMode::Row {
@@ -177,7 +221,10 @@ async fn history_is_reconstructed_and_failed_transactions_leave_nothing() {
             create_and_update(db, &other, 1).await;
             let op = tenancy_test::operator();
             db.platform().suspend(&op, other.tenant()).await.unwrap();
-            db.platform().drop_tenant(&op, other.tenant()).await.unwrap();
+            db.platform()
+                .drop_tenant(&op, other.tenant())
+                .await
+                .unwrap();
             let su = fixture
                 .superuser(&db.naming().platform_sql_name("shared"))
                 .await;
@@ -272,9 +319,12 @@ async fn concurrent_writers_never_fork_or_skip() {
             for i in 0..EACH {
                 let id = n * 100 + i;
                 let mut tx = db.transaction(&ctx).await.unwrap();
-                tx.execute("INSERT INTO capas (id, status) VALUES ($1, 'open')", &[id.into()])
-                    .await
-                    .unwrap();
+                tx.execute(
+                    "INSERT INTO capas (id, status) VALUES ($1, 'open')",
+                    &[id.into()],
+                )
+                .await
+                .unwrap();
                 trail()
                     .record(&mut tx, &ctx, Event::create("capa", &id.to_string()))
                     .await
