@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod checkpoint;
 mod entry;
 mod error;
 mod evidence;
@@ -8,6 +9,11 @@ mod schema;
 mod trail;
 mod verify;
 
+pub use checkpoint::{
+    CHECKPOINT_FORMAT, CHECKPOINT_PREFIX, Checkpoint, CheckpointSigner, latest_checkpoint,
+    verify_trail_with_checkpoint,
+};
+pub use ed25519_dalek;
 pub use entry::{Action, Entry, Event, FORMAT_TAG, GENESIS_HASH};
 pub use error::{Error, ErrorKind};
 pub use evidence::IsolationEvidence;
