@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tenancy_core::TenantContext;
 use tenancy_db::{Transaction, Value};
+use tenancy_storage::TenantBucket;
 
+use crate::checkpoint::{Checkpoint, CheckpointSigner};
 use crate::entry::{Action, Entry, Event, hex};
 use crate::error::{Error, ErrorKind, io};
 use crate::evidence::IsolationEvidence;
@@ -149,6 +151,11 @@ pub struct Manifest {
     pub chain_head: ChainHead,
     /// Where the tenant's data is, and the isolation check at export time.
     pub isolation: Option<IsolationEvidence>,
+    /// The signed checkpoint of the chain head taken for this export
+    /// ([`AuditTrail::export_signed`]), which an inspector checks with the platform's
+    /// public key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
 }
 
 /// Writes the three entry files as entries stream past, hashing nothing twice.
@@ -412,6 +419,41 @@ impl AuditTrail {
         isolation: Option<IsolationEvidence>,
         dir: &Path,
     ) -> Result<Manifest, Error> {
+        self.export_inner(tx, ctx, scope, isolation, dir, None)
+            .await
+    }
+
+    /// Like [`AuditTrail::export`], after signing the chain head with `signer` and storing
+    /// the checkpoint in the tenant's `bucket` ([`AuditTrail::checkpoint`]); the manifest
+    /// carries the checkpoint, which [`verify_bundle_signed`](crate::verify_bundle_signed)
+    /// checks with the platform's public key.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each is a separate input of the export"
+    )]
+    pub async fn export_signed(
+        &self,
+        tx: &mut Transaction,
+        ctx: &TenantContext,
+        scope: &Scope,
+        isolation: Option<IsolationEvidence>,
+        dir: &Path,
+        signer: &CheckpointSigner,
+        bucket: &TenantBucket,
+    ) -> Result<Manifest, Error> {
+        self.export_inner(tx, ctx, scope, isolation, dir, Some((signer, bucket)))
+            .await
+    }
+
+    async fn export_inner(
+        &self,
+        tx: &mut Transaction,
+        ctx: &TenantContext,
+        scope: &Scope,
+        isolation: Option<IsolationEvidence>,
+        dir: &Path,
+        signed: Option<(&CheckpointSigner, &TenantBucket)>,
+    ) -> Result<Manifest, Error> {
         if tx.tenant() != ctx.tenant() {
             return Err(Error::new(
                 ErrorKind::InvalidEvent,
@@ -430,6 +472,10 @@ impl AuditTrail {
                 ),
             ));
         }
+        let checkpoint = match signed {
+            Some((signer, bucket)) => Some(self.checkpoint(tx, ctx, signer, bucket).await?),
+            None => None,
+        };
         let (head_seq, head_hash) = head(tx).await?;
         let selection = selection(tx, scope, head_seq).await?;
         let params = selection.params();
@@ -490,6 +536,7 @@ impl AuditTrail {
                 hash: head_hash,
             },
             isolation,
+            checkpoint,
         };
         let mut text = serde_json::to_string_pretty(&manifest)
             .map_err(|error| Error::with_source(ErrorKind::Io, "encoding the manifest", error))?;

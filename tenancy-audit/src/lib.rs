@@ -23,7 +23,9 @@ pub use export::{
 };
 pub use schema::migration;
 pub use trail::AuditTrail;
-pub use verify::{ChainVerifier, Problem, Report, verify_bundle, verify_trail};
+pub use verify::{
+    ChainVerifier, Problem, Report, verify_bundle, verify_bundle_signed, verify_trail,
+};
 
 /// The format specification of a bundle: the canonical encoding, the hash inputs, the
 /// manifest's fields.

@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256};
 use tenancy_db::Transaction;
 
 use crate::entry::{Entry, GENESIS_HASH, hex};
-use crate::error::{Error, io};
+use ed25519_dalek::VerifyingKey;
+
+use crate::error::{Error, ErrorKind, io};
 use crate::export::{ENTRIES_CSV, ENTRIES_JSONL, MANIFEST, Manifest, SUMS, TIMELINE_HTML};
 use crate::schema::COLUMNS;
 use crate::trail::{entry_from_row, head};
@@ -374,6 +376,53 @@ pub fn verify_bundle(dir: &Path) -> Result<Report, Error> {
     }
     if let Some(problem) = check_sums(dir)? {
         report.problem = Some(problem);
+    }
+    Ok(report)
+}
+
+/// [`verify_bundle`], then the manifest's signed checkpoint: signed by `key`, for the
+/// bundle's tenant, and the bundle's entry at its number (when the bundle holds it) has the
+/// hash it signed. A bundle without a checkpoint fails.
+pub fn verify_bundle_signed(dir: &Path, key: &VerifyingKey) -> Result<Report, Error> {
+    let mut report = verify_bundle(dir)?;
+    if report.problem.is_some() {
+        return Ok(report);
+    }
+    let manifest: Manifest = serde_json::from_slice(
+        &std::fs::read(dir.join(MANIFEST))
+            .map_err(|error| io(format!("reading {MANIFEST}"), error))?,
+    )
+    .map_err(|error| Error::with_source(ErrorKind::Verification, "reading the manifest", error))?;
+    let problem = |seq: Option<u64>, what: &str| Problem {
+        seq,
+        what: what.to_owned(),
+    };
+    let Some(checkpoint) = manifest.checkpoint else {
+        report.problem = Some(problem(None, "the bundle carries no signed checkpoint"));
+        return Ok(report);
+    };
+    if checkpoint.tenant != manifest.tenant || !checkpoint.verify_signature(key) {
+        report.problem = Some(problem(
+            None,
+            "the bundle's checkpoint is not signed by this key for the bundle's tenant",
+        ));
+        return Ok(report);
+    }
+    let entries_path = dir.join(ENTRIES_JSONL);
+    let file = File::open(&entries_path)
+        .map_err(|error| io(format!("reading {}", entries_path.display()), error))?;
+    for line in BufReader::new(file).split(b'\n') {
+        let line = line.map_err(|error| io(format!("reading {ENTRIES_JSONL}"), error))?;
+        let Ok(entry) = serde_json::from_slice::<Entry>(&line) else {
+            continue;
+        };
+        if entry.seq == checkpoint.seq && entry.hash != checkpoint.hash {
+            report.problem = Some(problem(
+                Some(entry.seq),
+                "not the entry the signed checkpoint names: the chain was rewritten",
+            ));
+            break;
+        }
     }
     Ok(report)
 }

@@ -2,13 +2,15 @@
 //! server) detect a rewrite of the whole chain that verifies on its own.
 
 use serde_json::json;
+use sha2::Digest;
 use tenancy_audit::{
-    AuditTrail, CheckpointSigner, Entry, Event, GENESIS_HASH, latest_checkpoint, verify_trail,
+    AuditTrail, CHECKPOINT_PREFIX, CheckpointSigner, Entry, Event, GENESIS_HASH, Scope,
+    latest_checkpoint, verify_bundle, verify_bundle_signed, verify_trail,
     verify_trail_with_checkpoint,
 };
 use tenancy_core::IsolationMode;
 use tenancy_db::{Migration, Migrations};
-use tenancy_storage::Layout;
+use tenancy_storage::{Layout, ListRequest};
 use tenancy_test::db::{Backend, TestDb};
 use tenancy_test::storage::{Backend as StorageBackend, TestStorage};
 
@@ -87,6 +89,40 @@ async fn a_rewritten_chain_is_caught_by_the_signed_checkpoint() {
             "four changes and the checkpoint's own entry"
         );
 
+        // A signed export: the manifest carries the checkpoint, the offline check passes.
+        let bundle =
+            std::env::temp_dir().join(format!("tenancy-audit-signed-{}", fixture.prefix()));
+        let mut tx = fixture.db.transaction(&ctx).await.unwrap();
+        let manifest = trail
+            .export_signed(&mut tx, &ctx, &Scope::All, None, &bundle, &signer, &bucket)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let signed = manifest.checkpoint.clone().unwrap();
+        assert_eq!(
+            signed.seq, 5,
+            "{what}: the head before the export's checkpoint entry"
+        );
+        assert!(verify_bundle_signed(&bundle, &key).unwrap().is_ok());
+        let stranger_key = CheckpointSigner::from_seed(&[9; 32], "stranger").verifying_key();
+        assert!(
+            !verify_bundle_signed(&bundle, &stranger_key)
+                .unwrap()
+                .is_ok()
+        );
+        let key_hex: String = key.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_tenancy-audit-verify"))
+            .arg(&bundle)
+            .args(["--key", &key_hex])
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stdout)
+        );
+        let _ = std::fs::remove_dir_all(&bundle);
+
         // Someone with the database's superuser rewrites entry 2 and every hash after it.
         let su = fixture
             .superuser(&fixture.db.naming().sql_name(ctx.tenant()))
@@ -150,7 +186,42 @@ async fn a_rewritten_chain_is_caught_by_the_signed_checkpoint() {
         let report = verify_trail_with_checkpoint(&mut tx, &bucket, &key)
             .await
             .unwrap();
-        assert_eq!(report.first_bad_seq(), Some(4), "{what}: {report}");
+        assert_eq!(report.first_bad_seq(), Some(signed.seq), "{what}: {report}");
+        // A bundle exported after the rewrite verifies alone, not against the checkpoint.
+        let rewritten =
+            std::env::temp_dir().join(format!("tenancy-audit-rewritten-{}", fixture.prefix()));
+        let mut manifest = trail
+            .export(&mut tx, &ctx, &Scope::All, None, &rewritten)
+            .await
+            .unwrap();
+        assert!(verify_bundle(&rewritten).unwrap().is_ok(), "{what}");
+        manifest.checkpoint = Some(signed.clone());
+        std::fs::write(
+            rewritten.join(tenancy_audit::MANIFEST),
+            serde_json::to_string_pretty(&manifest).unwrap() + "\n",
+        )
+        .unwrap();
+        // The rewriter also fixes the manifest's sum: only the checkpoint tells.
+        let sums = std::fs::read_to_string(rewritten.join(tenancy_audit::SUMS)).unwrap();
+        let manifest_sum: String =
+            sha2::Sha256::digest(std::fs::read(rewritten.join(tenancy_audit::MANIFEST)).unwrap())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+        let sums: String = sums
+            .lines()
+            .map(|line| match line.split_once("  ") {
+                Some((_, name)) if name == tenancy_audit::MANIFEST => {
+                    format!("{manifest_sum}  {name}\n")
+                }
+                _ => format!("{line}\n"),
+            })
+            .collect();
+        std::fs::write(rewritten.join(tenancy_audit::SUMS), sums).unwrap();
+        assert!(verify_bundle(&rewritten).unwrap().is_ok(), "{what}");
+        let report = verify_bundle_signed(&rewritten, &key).unwrap();
+        assert_eq!(report.first_bad_seq(), Some(signed.seq), "{what}: {report}");
+        let _ = std::fs::remove_dir_all(&rewritten);
         // A checkpoint checked with another key is refused.
         let stranger = CheckpointSigner::from_seed(&[9; 32], "stranger").verifying_key();
         assert!(!checkpoint.verify_signature(&stranger));
@@ -158,8 +229,12 @@ async fn a_rewritten_chain_is_caught_by_the_signed_checkpoint() {
         // Clean the buckets up for the fixture's drop.
         for tenant in [&ctx, &other] {
             let bucket = storage.storage.bucket(tenant).unwrap();
-            if let Some(found) = latest_checkpoint(&bucket).await.unwrap() {
-                bucket.delete(&found.object_key()).await.unwrap();
+            let page = bucket
+                .list(&ListRequest::prefix(CHECKPOINT_PREFIX))
+                .await
+                .unwrap();
+            for object in page.objects {
+                bucket.delete(&object.key).await.unwrap();
             }
         }
     }
