@@ -51,7 +51,8 @@ pub enum Scope {
         /// The last entry.
         last: u64,
     },
-    /// Entries recorded from `from` (included) to `to` (excluded), RFC 3339 in UTC.
+    /// Entries recorded from `from` (included) to `to` (excluded), RFC 3339 in UTC, compared
+    /// as text (byte order): write them as the trail does, `2026-12-01T00:00:00Z`.
     Time {
         /// Start, included.
         from: String,

@@ -18,7 +18,7 @@ pub(crate) const COLUMNS: &str = "seq, recorded_at, tenant, actor_id, actor_name
     record_type, record_id, old_value, new_value, reason, signature_meaning, request_id, \
     prev_hash, hash";
 
-const ENTRY_COLUMNS: &str = "seq bigint NOT NULL CHECK (seq > 0), recorded_at text NOT NULL, \
+const ENTRY_COLUMNS: &str = "seq bigint NOT NULL CHECK (seq > 0), recorded_at text COLLATE \"C\" NOT NULL, \
     tenant text NOT NULL, actor_id text NOT NULL, actor_name text NOT NULL, \
     action text NOT NULL, record_type text NOT NULL, record_id text NOT NULL, \
     old_value text, new_value text, reason text, signature_meaning text, request_id text, \
@@ -119,7 +119,9 @@ fn sqlite() -> String {
          CREATE TRIGGER tenancy_audit_head_guard BEFORE UPDATE ON tenancy_audit_head \
          WHEN NEW.seq NOT IN (OLD.seq, OLD.seq + 1) BEGIN SELECT RAISE(ABORT, \
          'the audit trail is append-only: UPDATE on tenancy_audit_head is refused'); END;\n",
-        ENTRY_COLUMNS.replace("bigint", "integer"),
+        ENTRY_COLUMNS
+            .replace("bigint", "integer")
+            .replace(" COLLATE \"C\"", ""),
         refuse(
             "tenancy_audit_no_update",
             "UPDATE",
