@@ -675,6 +675,13 @@ impl PgServer {
         let tx = self
             .begin(&Self::owner_of(&self.names.shared_db), Binding::Connection)
             .await?;
+        // Append-only tables (tenancy-audit's trail) refuse every DELETE but this one: the
+        // owner's, in a transaction that names the tenant being dropped.
+        tx.execute(
+            "SELECT set_config('tenancy.dropping_tenant', $1, true)",
+            &[id.as_str().into()],
+        )
+        .await?;
         // Every fenced table, in every schema: the ones row-level security keeps apart by
         // `tenant_id`. Tables only: a view's rows are its tables'. A schema tenant's own
         // table with a `tenant_id` column is not fenced, and not touched.
