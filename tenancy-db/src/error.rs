@@ -215,3 +215,32 @@ mod tests {
         assert!(!ErrorKind::Query.is_constraint());
     }
 }
+
+#[cfg(feature = "axum")]
+impl tenancy_core::http::HttpError for Error {
+    fn class(&self) -> tenancy_core::http::ErrorClass {
+        use tenancy_core::http::ErrorClass;
+        match self.kind {
+            ErrorKind::UnknownTenant | ErrorKind::RowNotFound => ErrorClass::NotFound,
+            ErrorKind::TenantSuspended | ErrorKind::TenantArchived => ErrorClass::Forbidden,
+            ErrorKind::TenantExists => ErrorClass::Conflict,
+            kind if kind.is_constraint() => ErrorClass::Conflict,
+            ErrorKind::CatalogUnavailable
+            | ErrorKind::PoolTimeout
+            | ErrorKind::DatabaseUnavailable => ErrorClass::Unavailable,
+            _ => ErrorClass::Internal,
+        }
+    }
+}
+
+/// Answers with the status every `tenancy` crate maps this kind to
+/// ([`tenancy_core::http::ErrorClass`]) and the JSON body of
+/// [`tenancy_core::http::error_response`]: the message for a fault of the request (a row
+/// not found, a constraint broken), a fixed sentence for a fault of the database. Feature
+/// `axum`.
+#[cfg(feature = "axum")]
+impl axum_core::response::IntoResponse for Error {
+    fn into_response(self) -> axum_core::response::Response {
+        tenancy_core::http::error_response(&self).map(Into::into)
+    }
+}

@@ -9,6 +9,8 @@
 //! - [`operator`]: a platform context for fixtures.
 //! - [`bench`](mod@bench): a side-by-side benchmark harness that prints ratios.
 //! - `db` (feature `db`): a prepared `TenantDb` per test, torn down when the test ends.
+//! - `http` (feature `http`): a `TestClient` that calls a tower or axum service in process
+//!   as a given tenant and user.
 //! - `log` (feature `log`): a `MakeWriter` that captures log output, and canary strings.
 //! - `redis` (feature `redis`): a Redis server of the test's own, which it may stop.
 //! - `storage` (feature `storage`): a `TenantStorage` per test on the test S3 server or in
@@ -18,6 +20,8 @@
 pub mod bench;
 #[cfg(feature = "db")]
 pub mod db;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "log")]
 pub mod log;
 #[cfg(feature = "redis")]

@@ -357,7 +357,11 @@ impl PgServer {
         tenant: &Tenant,
     ) -> (Vec<u32>, Option<Error>) {
         let name = self.names.tenant(&tenant.id);
-        match tenant.placement.isolation {
+        let isolation = match tenant.require_placement() {
+            Ok(placement) => placement.isolation,
+            Err(error) => return (Vec::new(), Some(error.into())),
+        };
+        match isolation {
             IsolationMode::Database => {
                 self.migrate_database(migrations, Dialect::Postgres, &name, None)
                     .await
@@ -395,7 +399,7 @@ impl PgServer {
         tenant: &Tenant,
         migrations: &Migrations,
     ) -> Result<(), Error> {
-        match tenant.placement.isolation {
+        match tenant.require_placement()?.isolation {
             IsolationMode::Database => {
                 self.create_role(&tenant.id, true).await?;
                 let made = self.create_database_tenant(&tenant.id, migrations).await;
@@ -515,7 +519,7 @@ impl PgServer {
     /// revoked, and its sessions end. Row-level tenants are shut out by the catalog alone.
     pub(crate) async fn suspend(&self, tenant: &Tenant) -> Result<(), Error> {
         let name = self.names.tenant(&tenant.id);
-        match tenant.placement.isolation {
+        match tenant.require_placement()?.isolation {
             IsolationMode::Database => {
                 self.admin(
                     &format!("disabling login of {name}"),
@@ -560,7 +564,7 @@ impl PgServer {
     /// Undoes [`PgServer::suspend`].
     pub(crate) async fn resume(&self, tenant: &Tenant) -> Result<(), Error> {
         let name = self.names.tenant(&tenant.id);
-        match tenant.placement.isolation {
+        match tenant.require_placement()?.isolation {
             IsolationMode::Database => {
                 self.admin(
                     &format!("enabling login of {name}"),
@@ -591,7 +595,7 @@ impl PgServer {
     pub(crate) async fn drop_tenant(&self, tenant: &Tenant) -> Result<(), Error> {
         let names = &self.names;
         let name = names.tenant(&tenant.id);
-        match tenant.placement.isolation {
+        match tenant.require_placement()?.isolation {
             IsolationMode::Database => {
                 self.pools.remove(&Target::Tenant(tenant.id.clone()));
                 self.pools.remove(&Self::owner_of(&name));
