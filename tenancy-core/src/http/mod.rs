@@ -31,15 +31,14 @@
 //! use http::{HeaderName, Request, Response, StatusCode};
 //! use tenancy_core::http::TenantLayer;
 //! use tenancy_core::http::resolve::{Chain, Subdomain, TenantHeader};
-//! use tenancy_core::{Actor, InMemoryCatalog, IsolationMode, Placement, PlatformContext};
-//! use tenancy_core::{ServerName, Tenant, TenantContext};
+//! use tenancy_core::{Actor, InMemoryCatalog, PlatformContext, Tenant, TenantContext};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let catalog = InMemoryCatalog::new();
 //! let operator = PlatformContext::new(Actor::service("setup")?)?;
-//! let placement = Placement::new(ServerName::new("embedded")?, IsolationMode::Database);
-//! catalog.create(&operator, Tenant::new("acme".parse()?, "Acme Pharma", placement))?;
+//! // An HTTP-only service: the tenant needs no database placement.
+//! catalog.create(&operator, Tenant::without_placement("acme".parse()?, "Acme Pharma"))?;
 //!
 //! let resolver = Chain::new()
 //!     .or(Subdomain::of("example.com")?)
