@@ -7,9 +7,7 @@
 use http::{HeaderName, Request, Response};
 use tenancy_core::http::TenantLayer;
 use tenancy_core::http::resolve::{Chain, Subdomain, TenantHeader};
-use tenancy_core::{
-    Actor, InMemoryCatalog, PlatformContext, Tenant, TenantContext, TenantStatus,
-};
+use tenancy_core::{Actor, InMemoryCatalog, PlatformContext, Tenant, TenantContext, TenantStatus};
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
