@@ -361,6 +361,8 @@ pub enum ApiError {
     Db(tenancy_db::Error),
     /// A closed CAPA cannot change status.
     Closed,
+    /// The tenant has a CAPA with this reference already.
+    DuplicateReference(String),
 }
 
 impl fmt::Display for ApiError {
@@ -368,6 +370,11 @@ impl fmt::Display for ApiError {
         match self {
             ApiError::Db(error) => fmt::Display::fmt(error, f),
             ApiError::Closed => f.write_str("the CAPA is closed; a closed CAPA cannot be reopened"),
+            ApiError::DuplicateReference(reference) => write!(
+                f,
+                "a CAPA with reference {} exists already; choose another reference",
+                tenancy_core::quote(reference)
+            ),
         }
     }
 }
@@ -376,7 +383,7 @@ impl std::error::Error for ApiError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ApiError::Db(error) => error.source(),
-            ApiError::Closed => None,
+            ApiError::Closed | ApiError::DuplicateReference(_) => None,
         }
     }
 }
@@ -385,7 +392,7 @@ impl HttpError for ApiError {
     fn class(&self) -> ErrorClass {
         match self {
             ApiError::Db(error) => error.class(),
-            ApiError::Closed => ErrorClass::Conflict,
+            ApiError::Closed | ApiError::DuplicateReference(_) => ErrorClass::Conflict,
         }
     }
 }
@@ -448,8 +455,13 @@ async fn create_capa(
     State(app): State<Eqms>,
     ctx: TenantContext,
     Json(capa): Json<NewCapa>,
-) -> Result<(StatusCode, Json<Capa>), tenancy_db::Error> {
-    let created = insert_capa(&app.db, &ctx, &capa).await?;
+) -> Result<(StatusCode, Json<Capa>), ApiError> {
+    let created = insert_capa(&app.db, &ctx, &capa)
+        .await
+        .map_err(|error| match error.kind() {
+            tenancy_db::ErrorKind::UniqueViolation => ApiError::DuplicateReference(capa.reference),
+            _ => ApiError::Db(error),
+        })?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 

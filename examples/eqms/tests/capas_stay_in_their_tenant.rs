@@ -269,6 +269,10 @@ async fn errors_answer_through_the_shared_mapping() {
         .post_json("/api/capas", &capa)
         .await;
     assert_eq!(again.status(), StatusCode::CONFLICT, "{}", again.text());
+    assert_eq!(
+        again.text(),
+        r#"{"status":409,"error":"a CAPA with reference `CAPA-DUP` exists already; choose another reference"}"#
+    );
     let missing = client
         .call(&acme)
         .user("jane")
