@@ -51,7 +51,10 @@ impl IsolationEvidence {
                     format!("tenant `{tenant}` is not in the catalog"),
                 )
             })?;
-        let server = record.placement.server.as_str().to_owned();
+        let placement = record.require_placement().map_err(|error| {
+            Error::with_source(ErrorKind::Database, "reading the tenant's placement", error)
+        })?;
+        let server = placement.server.as_str().to_owned();
         let (postgres, check, findings) = match db.platform().check_isolation(op).await {
             Ok(reports) => {
                 let postgres = reports.iter().any(|(name, _)| name.as_str() == server);
@@ -77,7 +80,7 @@ impl IsolationEvidence {
         };
         let naming = db.naming();
         let name = naming.sql_name(tenant);
-        let location = match (postgres, record.placement.isolation) {
+        let location = match (postgres, placement.isolation) {
             (false, _) => format!("file {name}.sqlite3"),
             (true, IsolationMode::Database) => format!("database {name}"),
             (true, IsolationMode::Schema) => format!(
@@ -90,7 +93,7 @@ impl IsolationEvidence {
             ),
         };
         Ok(IsolationEvidence {
-            strategy: record.placement.isolation.as_str().to_owned(),
+            strategy: placement.isolation.as_str().to_owned(),
             server,
             engine: if postgres { "PostgreSQL" } else { "SQLite" }.to_owned(),
             location,

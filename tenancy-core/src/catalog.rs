@@ -175,22 +175,47 @@ pub struct Tenant {
     pub display_name: String,
     /// Whether it may be served.
     pub status: TenantStatus,
-    /// Where its data lives.
-    pub placement: Placement,
+    /// Where its database lives; `None` for a tenant no database layer serves (an
+    /// HTTP-only service, a catalog kept for routing alone). `tenancy-db` refuses to serve
+    /// a tenant without one.
+    pub placement: Option<Placement>,
     /// When it was created.
     pub created_at: SystemTime,
 }
 
 impl Tenant {
-    /// An active tenant created now.
+    /// An active tenant created now, whose database is at `placement`.
     pub fn new(id: TenantId, display_name: impl Into<String>, placement: Placement) -> Self {
+        Tenant {
+            placement: Some(placement),
+            ..Tenant::without_placement(id, display_name)
+        }
+    }
+
+    /// An active tenant created now with no database placement: for services that resolve
+    /// and admit tenants (HTTP, jobs) without a `tenancy` database layer.
+    pub fn without_placement(id: TenantId, display_name: impl Into<String>) -> Self {
         Tenant {
             id,
             display_name: display_name.into(),
             status: TenantStatus::Active,
-            placement,
+            placement: None,
             created_at: SystemTime::now(),
         }
+    }
+
+    /// Where the tenant's database lives; an error naming the tenant if the catalog records
+    /// none.
+    pub fn require_placement(&self) -> Result<&Placement, Error> {
+        self.placement.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::NoPlacement,
+                format!(
+                    "tenant `{}` has no database placement in the catalog; create it with one to serve it from a database",
+                    self.id
+                ),
+            )
+        })
     }
 
     /// The same tenant with another status.

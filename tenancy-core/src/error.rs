@@ -35,6 +35,15 @@ pub enum ErrorKind {
     TenantExists,
     /// The catalog could not be reached or failed; the source says why.
     CatalogUnavailable,
+    /// The request names no authenticated actor where one is required.
+    Unauthenticated,
+    /// The authenticated actor is not a member of the tenant the request is for.
+    NotAMember,
+    /// A membership check could not be made; the source says why.
+    MembershipUnavailable,
+    /// The catalog records no database placement for a tenant a database layer was asked
+    /// to serve.
+    NoPlacement,
 }
 
 /// The shape of every `tenancy` crate's error, written once: an opaque struct with a

@@ -155,10 +155,8 @@ impl TenantDb {
     pub async fn transaction(&self, ctx: &TenantContext) -> Result<Transaction, Error> {
         let tenant = self.inner.catalog.admit(ctx.tenant()).await?;
         let id = tenant.id.clone();
-        let tx = match (
-            self.server(&tenant.placement.server)?,
-            tenant.placement.isolation,
-        ) {
+        let placement = tenant.require_placement()?;
+        let tx = match (self.server(&placement.server)?, placement.isolation) {
             #[cfg(feature = "postgres")]
             (Server::Postgres(pg), IsolationMode::Database) => pg
                 .begin(&Target::Tenant(id.clone()), Binding::Connection)
@@ -182,7 +180,7 @@ impl TenantDb {
                 .begin(&FileKey::Tenant(id.clone()))
                 .await
                 .map(Tx::Sqlite)?,
-            (_, mode) => return Err(unsupported(&tenant.placement.server, mode)),
+            (_, mode) => return Err(unsupported(&placement.server, mode)),
         };
         Ok(Transaction::new(id, tx))
     }

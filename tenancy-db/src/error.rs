@@ -215,3 +215,70 @@ mod tests {
         assert!(!ErrorKind::Query.is_constraint());
     }
 }
+
+#[cfg(feature = "axum")]
+impl tenancy_core::http::HttpError for Error {
+    fn class(&self) -> tenancy_core::http::ErrorClass {
+        use tenancy_core::http::ErrorClass;
+        match self.kind {
+            ErrorKind::UnknownTenant | ErrorKind::RowNotFound => ErrorClass::NotFound,
+            ErrorKind::TenantSuspended | ErrorKind::TenantArchived => ErrorClass::Forbidden,
+            ErrorKind::TenantExists => ErrorClass::Conflict,
+            kind if kind.is_constraint() => ErrorClass::Conflict,
+            ErrorKind::CatalogUnavailable
+            | ErrorKind::PoolTimeout
+            | ErrorKind::DatabaseUnavailable => ErrorClass::Unavailable,
+            _ => ErrorClass::Internal,
+        }
+    }
+}
+
+/// Answers with the status every `tenancy` crate maps this kind to
+/// ([`tenancy_core::http::ErrorClass`]) and the JSON body of
+/// [`tenancy_core::http::error_response`]: the message for a fault of the request (a row
+/// not found, a constraint broken), a fixed sentence for a fault of the database. Feature
+/// `axum`.
+#[cfg(feature = "axum")]
+impl axum_core::response::IntoResponse for Error {
+    fn into_response(self) -> axum_core::response::Response {
+        tenancy_core::http::error_response(&self).map(Into::into)
+    }
+}
+
+#[cfg(all(test, feature = "axum"))]
+mod http_tests {
+    use axum_core::response::IntoResponse;
+    use tenancy_core::http::HttpError;
+
+    use super::*;
+
+    const CASES: &[(ErrorKind, u16)] = &[
+        (ErrorKind::RowNotFound, 404),
+        (ErrorKind::UnknownTenant, 404),
+        (ErrorKind::UniqueViolation, 409),
+        (ErrorKind::ForeignKeyViolation, 409),
+        (ErrorKind::CheckViolation, 409),
+        (ErrorKind::NotNullViolation, 409),
+        (ErrorKind::TenantSuspended, 403),
+        (ErrorKind::PoolTimeout, 503),
+        (ErrorKind::DatabaseUnavailable, 503),
+        (ErrorKind::Query, 500),
+    ];
+
+    /// The statuses of the shared mapping, and a 5xx body that says nothing of its cause.
+    #[test]
+    fn kinds_answer_with_the_shared_statuses() {
+        for (kind, status) in CASES {
+            let error = Error::new(*kind, "detail from postgres://app:s3cret@db.internal");
+            assert_eq!(error.class().status().as_u16(), *status, "{kind:?}");
+            let response = error.into_response();
+            assert_eq!(response.status().as_u16(), *status, "{kind:?}");
+            assert_eq!(response.headers()["content-type"], "application/json");
+        }
+        let hidden = tenancy_core::http::error_response(&Error::new(
+            CASES.iter().find(|(_, s)| *s == 503).unwrap().0,
+            "postgres://app:s3cret@db.internal",
+        ));
+        assert!(!hidden.body().contains("s3cret"), "{}", hidden.body());
+    }
+}

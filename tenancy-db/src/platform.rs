@@ -77,6 +77,7 @@ impl Platform {
                 format!("tenant `{id}` already exists"),
             ));
         }
+        let isolation = placement.isolation;
         let tenant = Tenant::new(id, display_name, placement);
         match server {
             #[cfg(feature = "postgres")]
@@ -88,7 +89,7 @@ impl Platform {
             // A database or schema made above is this call's own (its role could not have
             // been made twice). Row-level tenants own nothing: their rows may be another
             // caller's, who created the same tenant first.
-            if tenant.placement.isolation != IsolationMode::Row {
+            if isolation != IsolationMode::Row {
                 let _ = self.drop_storage(&tenant).await;
             }
             return Err(error);
@@ -129,7 +130,7 @@ impl Platform {
         let tenant = self.tenant(id).await?;
         inner.catalog.store().set_status(op, id, status).await?;
         inner.catalog.invalidate(id).await;
-        match self.db.server(&tenant.placement.server)? {
+        match self.db.server(&tenant.require_placement()?.server)? {
             #[cfg(feature = "postgres")]
             Server::Postgres(pg) => pg.suspend(&tenant).await,
             #[cfg(feature = "sqlite")]
@@ -145,7 +146,7 @@ impl Platform {
         let inner = self.db.inner();
         // Shut out at the database level only on PostgreSQL; checked to exist everywhere.
         let tenant = self.tenant(id).await?;
-        let _server = self.db.server(&tenant.placement.server)?;
+        let _server = self.db.server(&tenant.require_placement()?.server)?;
         #[cfg(feature = "postgres")]
         if let Some(pg) = _server.postgres() {
             pg.resume(&tenant).await?;
@@ -177,7 +178,7 @@ impl Platform {
     }
 
     async fn drop_storage(&self, tenant: &Tenant) -> Result<(), Error> {
-        match self.db.server(&tenant.placement.server)? {
+        match self.db.server(&tenant.require_placement()?.server)? {
             #[cfg(feature = "postgres")]
             Server::Postgres(pg) => pg.drop_tenant(tenant).await,
             #[cfg(feature = "sqlite")]
@@ -226,9 +227,11 @@ impl Platform {
                 continue;
             };
             let on_server = |mode| {
-                tenants
-                    .iter()
-                    .any(|t| &t.placement.server == name && t.placement.isolation == mode)
+                tenants.iter().any(|t| {
+                    t.placement
+                        .as_ref()
+                        .is_some_and(|p| &p.server == name && p.isolation == mode)
+                })
             };
             if on_server(IsolationMode::Database) {
                 firsts.push((MigrationTarget::Template(name.clone()), pg));
@@ -239,7 +242,11 @@ impl Platform {
         }
         let per_tenant: Vec<&Tenant> = tenants
             .iter()
-            .filter(|t| t.placement.isolation != IsolationMode::Row)
+            .filter(|t| {
+                t.placement
+                    .as_ref()
+                    .is_some_and(|p| p.isolation != IsolationMode::Row)
+            })
             .collect();
         let total = firsts.len() + per_tenant.len();
         let mut outcomes = Vec::with_capacity(total);
@@ -270,7 +277,11 @@ impl Platform {
 
         let mut running = futures::stream::iter(per_tenant)
             .map(|tenant| async move {
-                let (applied, error) = match self.db.server(&tenant.placement.server) {
+                let (applied, error) = match tenant
+                    .require_placement()
+                    .map_err(Error::from)
+                    .and_then(|p| self.db.server(&p.server))
+                {
                     Err(error) => (Vec::new(), Some(error)),
                     #[cfg(feature = "postgres")]
                     Ok(Server::Postgres(pg)) => pg.migrate_tenant(migrations, tenant).await,
@@ -344,8 +355,9 @@ impl Platform {
                 let declared = rls::Declared {
                     hostile_sql: inner.config.assume_hostile_sql,
                     schema_tenants: tenants.iter().any(|tenant| {
-                        &tenant.placement.server == name
-                            && tenant.placement.isolation == IsolationMode::Schema
+                        tenant.placement.as_ref().is_some_and(|p| {
+                            &p.server == name && p.isolation == IsolationMode::Schema
+                        })
                     }),
                 };
                 let report = rls::check(pg, declared).await?;

@@ -25,7 +25,10 @@ async fn another_handle_reads_the_catalog_and_sees_suspensions_within_the_ttl() 
         let listed = other_node.platform().tenants(&operator()).await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(&listed[0].id, acme.tenant());
-        assert_eq!(listed[0].placement.isolation, IsolationMode::Database);
+        assert_eq!(
+            listed[0].placement.as_ref().map(|p| p.isolation),
+            Some(IsolationMode::Database)
+        );
         assert!(other_node.transaction(&acme).await.is_ok(), "{backend:?}");
 
         fixture

@@ -57,3 +57,66 @@ tenancy_core::error_type! {
 }
 
 pub(crate) use tenancy_core::quote;
+
+#[cfg(feature = "axum")]
+impl tenancy_core::http::HttpError for Error {
+    fn class(&self) -> tenancy_core::http::ErrorClass {
+        use tenancy_core::http::ErrorClass;
+        match self.kind() {
+            ErrorKind::InvalidKey | ErrorKind::InvalidInput | ErrorKind::Body => {
+                ErrorClass::BadRequest
+            }
+            ErrorKind::NotFound => ErrorClass::NotFound,
+            ErrorKind::NotEmpty | ErrorKind::AlreadyExists | ErrorKind::Retained => {
+                ErrorClass::Conflict
+            }
+            ErrorKind::Unavailable => ErrorClass::Unavailable,
+            // `Denied` is the server refusing *our* credentials: a fault of the service.
+            _ => ErrorClass::Internal,
+        }
+    }
+}
+
+/// Answers with the status every `tenancy` crate maps this kind to
+/// ([`tenancy_core::http::ErrorClass`]) and the JSON body of
+/// [`tenancy_core::http::error_response`]; a 5xx body never carries the message. Feature
+/// `axum`.
+#[cfg(feature = "axum")]
+impl axum_core::response::IntoResponse for Error {
+    fn into_response(self) -> axum_core::response::Response {
+        tenancy_core::http::error_response(&self).map(Into::into)
+    }
+}
+
+#[cfg(all(test, feature = "axum"))]
+mod http_tests {
+    use axum_core::response::IntoResponse;
+    use tenancy_core::http::HttpError;
+
+    use super::*;
+
+    const CASES: &[(ErrorKind, u16)] = &[
+        (ErrorKind::NotFound, 404),
+        (ErrorKind::InvalidKey, 400),
+        (ErrorKind::Retained, 409),
+        (ErrorKind::Unavailable, 503),
+        (ErrorKind::Denied, 500),
+    ];
+
+    /// The statuses of the shared mapping, and a 5xx body that says nothing of its cause.
+    #[test]
+    fn kinds_answer_with_the_shared_statuses() {
+        for (kind, status) in CASES {
+            let error = Error::new(*kind, "detail from postgres://app:s3cret@db.internal");
+            assert_eq!(error.class().status().as_u16(), *status, "{kind:?}");
+            let response = error.into_response();
+            assert_eq!(response.status().as_u16(), *status, "{kind:?}");
+            assert_eq!(response.headers()["content-type"], "application/json");
+        }
+        let hidden = tenancy_core::http::error_response(&Error::new(
+            CASES.iter().find(|(_, s)| *s == 503).unwrap().0,
+            "postgres://app:s3cret@db.internal",
+        ));
+        assert!(!hidden.body().contains("s3cret"), "{}", hidden.body());
+    }
+}

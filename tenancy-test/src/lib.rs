@@ -6,6 +6,9 @@ mod services;
 mod template;
 mod tenants;
 
+#[cfg(feature = "http")]
+pub mod http;
+
 pub use canary::Canaries;
 pub use services::Service;
 #[cfg(feature = "db")]

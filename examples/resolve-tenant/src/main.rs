@@ -7,24 +7,21 @@
 use http::{HeaderName, Request, Response};
 use tenancy_core::http::TenantLayer;
 use tenancy_core::http::resolve::{Chain, Subdomain, TenantHeader};
-use tenancy_core::{
-    Actor, InMemoryCatalog, IsolationMode, Placement, PlatformContext, ServerName, Tenant,
-    TenantContext, TenantStatus,
-};
+use tenancy_core::{Actor, InMemoryCatalog, PlatformContext, Tenant, TenantContext, TenantStatus};
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), BoxError> {
     let operator = PlatformContext::new(Actor::user("ops-1", "Olga Operator")?)?;
     let catalog = InMemoryCatalog::new();
-    let placement = Placement::new(ServerName::new("embedded")?, IsolationMode::Database);
+    // Resolution needs no database: these tenants have no placement.
     catalog.create(
         &operator,
-        Tenant::new("acme".parse()?, "Acme Pharma", placement.clone()),
+        Tenant::without_placement("acme".parse()?, "Acme Pharma"),
     )?;
     catalog.create(
         &operator,
-        Tenant::new("globex".parse()?, "Globex Biotech", placement)
+        Tenant::without_placement("globex".parse()?, "Globex Biotech")
             .with_status(TenantStatus::Suspended),
     )?;
 

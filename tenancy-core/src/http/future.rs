@@ -1,4 +1,4 @@
-//! [`ResponseFuture`]: the future a [`Tenant`](super::Tenant) service returns.
+//! [`ResponseFuture`]: the future a [`TenantService`](super::TenantService) service returns.
 
 use std::fmt;
 use std::future::Future;
@@ -9,7 +9,7 @@ use http::Response;
 
 type Running<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
 
-/// The response of a [`Tenant`](super::Tenant) service: a refusal ready at once, or the
+/// The response of a [`TenantService`](super::TenantService) service: a refusal ready at once, or the
 /// catalog lookup followed by the inner service's response.
 pub struct ResponseFuture<B, E> {
     state: State<B, E>,

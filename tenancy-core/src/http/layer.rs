@@ -1,4 +1,4 @@
-//! [`TenantLayer`]: the tower layer that makes [`Tenant`] services.
+//! [`TenantLayer`]: the tower layer that makes [`TenantService`]s.
 
 use std::fmt;
 use std::sync::Arc;
@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::header::HeaderName;
 use tower_layer::Layer;
 
-use super::{Shared, Tenant};
+use super::{PlainText, Refuse, Shared, TenantService};
 
 /// Resolves, admits and scopes the tenant of every request; see the [module
 /// docs](crate::http).
@@ -18,6 +18,7 @@ pub struct TenantLayer<R, C> {
     resolver: R,
     catalog: C,
     correlation_header: Option<HeaderName>,
+    refuse: Arc<dyn Refuse>,
 }
 
 impl<R, C> TenantLayer<R, C> {
@@ -27,7 +28,15 @@ impl<R, C> TenantLayer<R, C> {
             resolver,
             catalog,
             correlation_header: Some(HeaderName::from_static("x-request-id")),
+            refuse: Arc::new(PlainText),
         }
+    }
+
+    /// Shapes refusals with `refuse` instead of [`PlainText`]: [`Json`](super::Json) for
+    /// an API, a closure that renders a page for browsers (see [`Refuse`]).
+    pub fn refuse_with(mut self, refuse: impl Refuse) -> Self {
+        self.refuse = Arc::new(refuse);
+        self
     }
 
     /// Takes correlation ids from the header `name` instead of `x-request-id`; `None`
@@ -39,15 +48,16 @@ impl<R, C> TenantLayer<R, C> {
 }
 
 impl<S, R: Clone, C: Clone> Layer<S> for TenantLayer<R, C> {
-    type Service = Tenant<S, R, C>;
+    type Service = TenantService<S, R, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Tenant {
+        TenantService {
             inner,
             shared: Arc::new(Shared {
                 resolver: self.resolver.clone(),
                 catalog: self.catalog.clone(),
                 correlation_header: self.correlation_header.clone(),
+                refuse: Arc::clone(&self.refuse),
             }),
         }
     }

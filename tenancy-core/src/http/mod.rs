@@ -4,7 +4,9 @@
 //! tenant is admitted by the [`Catalog`], and the inner service runs with the
 //! [`TenantContext`] in the request's extensions and in scope
 //! ([`TenantContext::current`]). A request that does not get that far is answered here,
-//! with a short plain-text reason, and never reaches the inner service:
+//! with a short plain-text reason (or whatever the [`Refuse`] hook given to
+//! [`TenantLayer::refuse_with`] makes of it: [`Json`] for APIs, a page for browsers), and
+//! never reaches the inner service:
 //!
 //! | Refusal | Status |
 //! |---|---|
@@ -13,19 +15,30 @@
 //! | tenant not in the catalog | 404 |
 //! | catalog unreachable | 503 |
 //!
+//! The same mapping ([`ErrorClass`]) answers for the errors of every `tenancy` crate, so
+//! that a handler's `?` on a row that is not there is a 404 and on a broken unique
+//! constraint a 409 (with the `axum` feature, every crate's error is an `IntoResponse`).
+//!
+//! The context [`TenantLayer`] makes acts as [`Actor::anonymous`]: it knows the tenant, not
+//! the caller. An authentication layer inside it names the caller by inserting an
+//! [`Actor`] into the request's extensions, and [`RequireMemberLayer`], inside both, checks
+//! with the application's [`Membership`] that the actor belongs to the tenant (a user of
+//! one tenant presenting another's host is refused with 403) and replaces the context with
+//! one that names the actor. Routes that serve no tenant (sign-up, health checks, the
+//! operator's endpoints) are left out by applying these layers to a sub-router only.
+//!
 //! ```
 //! use http::{HeaderName, Request, Response, StatusCode};
 //! use tenancy_core::http::TenantLayer;
 //! use tenancy_core::http::resolve::{Chain, Subdomain, TenantHeader};
-//! use tenancy_core::{Actor, InMemoryCatalog, IsolationMode, Placement, PlatformContext};
-//! use tenancy_core::{ServerName, Tenant, TenantContext};
+//! use tenancy_core::{Actor, InMemoryCatalog, PlatformContext, Tenant, TenantContext};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let catalog = InMemoryCatalog::new();
 //! let operator = PlatformContext::new(Actor::service("setup")?)?;
-//! let placement = Placement::new(ServerName::new("embedded")?, IsolationMode::Database);
-//! catalog.create(&operator, Tenant::new("acme".parse()?, "Acme Pharma", placement))?;
+//! // An HTTP-only service: the tenant needs no database placement.
+//! catalog.create(&operator, Tenant::without_placement("acme".parse()?, "Acme Pharma"))?;
 //!
 //! let resolver = Chain::new()
 //!     .or(Subdomain::of("example.com")?)
@@ -49,19 +62,23 @@
 
 mod future;
 mod layer;
+mod membership;
 pub mod resolve;
+mod respond;
 
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::header::HeaderName;
+use http::{Request, Response};
 use tower_service::Service;
 
 pub use self::future::ResponseFuture;
 pub use self::layer::TenantLayer;
+pub use self::membership::{Membership, RequireMember, RequireMemberLayer};
 use self::resolve::Resolve;
+pub use self::respond::{ErrorClass, HttpError, Json, PlainText, Refusal, Refuse, error_response};
 use crate::catalog::Catalog;
 use crate::context::{Actor, CorrelationId, TenantContext};
 use crate::error::{Error, ErrorKind};
@@ -71,33 +88,36 @@ struct Shared<R, C> {
     resolver: R,
     catalog: C,
     correlation_header: Option<HeaderName>,
+    refuse: Arc<dyn Refuse>,
 }
 
 /// Resolves and admits the tenant of each request, then calls the inner service in the
 /// tenant's scope. Made by [`TenantLayer`].
-pub struct Tenant<S, R, C> {
+///
+/// (Not to be confused with the catalog's record of a tenant, [`crate::Tenant`].)
+pub struct TenantService<S, R, C> {
     inner: S,
     shared: Arc<Shared<R, C>>,
 }
 
-impl<S: Clone, R, C> Clone for Tenant<S, R, C> {
+impl<S: Clone, R, C> Clone for TenantService<S, R, C> {
     fn clone(&self) -> Self {
-        Tenant {
+        TenantService {
             inner: self.inner.clone(),
             shared: Arc::clone(&self.shared),
         }
     }
 }
 
-impl<S: fmt::Debug, R, C> fmt::Debug for Tenant<S, R, C> {
+impl<S: fmt::Debug, R, C> fmt::Debug for TenantService<S, R, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tenant")
+        f.debug_struct("TenantService")
             .field("inner", &self.inner)
             .finish_non_exhaustive()
     }
 }
 
-impl<S, R, C, ReqBody, ResBody> Service<Request<ReqBody>> for Tenant<S, R, C>
+impl<S, R, C, ReqBody, ResBody> Service<Request<ReqBody>> for TenantService<S, R, C>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -116,18 +136,20 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let (mut parts, body) = request.into_parts();
+        let refuse = &*self.shared.refuse;
         let id = match self.shared.resolver.resolve(&parts) {
             Ok(Some(id)) => id,
             Ok(None) => {
-                return ResponseFuture::rejected(refusal(&Error::new(
+                let error = Error::new(
                     ErrorKind::MissingTenant,
                     format!(
                         "the request names no tenant: expected {}",
                         self.shared.resolver.describe()
                     ),
-                )));
+                );
+                return ResponseFuture::rejected(refusal(refuse, &error, &parts));
             }
-            Err(error) => return ResponseFuture::rejected(refusal(&error)),
+            Err(error) => return ResponseFuture::rejected(refusal(refuse, &error, &parts)),
         };
         let correlation_id = self
             .shared
@@ -144,7 +166,7 @@ where
         ResponseFuture::running(async move {
             let tenant = match shared.catalog.admit(&id).await {
                 Ok(tenant) => tenant,
-                Err(error) => return Ok(refusal(&error)),
+                Err(error) => return Ok(refusal(&*shared.refuse, &error, &parts)),
             };
             let ctx = TenantContext::with_parts(tenant.id, Actor::anonymous(), correlation_id);
             parts.extensions.insert(ctx.clone());
@@ -156,27 +178,10 @@ where
 }
 
 /// The response for a request refused before it reached the inner service.
-fn refusal<B: From<String>>(error: &Error) -> Response<B> {
-    let status = match error.kind() {
-        ErrorKind::MissingTenant
-        | ErrorKind::MalformedRequest
-        | ErrorKind::InvalidTenantId
-        | ErrorKind::ConflictingTenants => StatusCode::BAD_REQUEST,
-        ErrorKind::UnknownTenant => StatusCode::NOT_FOUND,
-        ErrorKind::TenantSuspended | ErrorKind::TenantArchived => StatusCode::FORBIDDEN,
-        _ => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    let message = if status == StatusCode::SERVICE_UNAVAILABLE {
-        // The catalog's own error may name hosts or credentials: keep it out of responses.
-        String::from("the tenant catalog is unavailable; retry later\n")
-    } else {
-        format!("{error}\n")
-    };
-    let mut response = Response::new(B::from(message));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+fn refusal<B: From<String>>(
+    refuse: &dyn Refuse,
+    error: &Error,
+    parts: &http::request::Parts,
+) -> Response<B> {
+    refuse.refuse(&Refusal::new(error, parts)).map(B::from)
 }

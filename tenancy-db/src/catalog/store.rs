@@ -237,6 +237,7 @@ impl CatalogStore {
 
     /// Records a new tenant and logs it, in one transaction.
     pub(crate) async fn insert(&self, op: &PlatformContext, tenant: &Tenant) -> Result<(), Error> {
+        let placement = tenant.require_placement()?;
         let tx = self.begin().await?;
         let created_at_ms = tenant
             .created_at
@@ -250,8 +251,8 @@ impl CatalogStore {
                     tenant.id.as_str().into(),
                     tenant.display_name.as_str().into(),
                     tenant.status.as_str().into(),
-                    tenant.placement.server.as_str().into(),
-                    tenant.placement.isolation.as_str().into(),
+                    placement.server.as_str().into(),
+                    placement.isolation.as_str().into(),
                     created_at_ms.into(),
                 ],
             )
@@ -268,7 +269,7 @@ impl CatalogStore {
         };
         let detail = format!(
             "created on server `{}` with {} isolation",
-            tenant.placement.server, tenant.placement.isolation
+            placement.server, placement.isolation
         );
         log_in(&tx, op, "tenant.create", Some(&tenant.id), &detail).await?;
         tx.commit().await

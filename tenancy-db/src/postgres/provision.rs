@@ -403,7 +403,11 @@ impl PgServer {
         tenant: &Tenant,
     ) -> (Vec<u32>, Option<Error>) {
         let name = self.names.tenant(&tenant.id);
-        match tenant.placement.isolation {
+        let isolation = match tenant.require_placement() {
+            Ok(placement) => placement.isolation,
+            Err(error) => return (Vec::new(), Some(error.into())),
+        };
+        match isolation {
             IsolationMode::Database => {
                 self.migrate_database(migrations, Dialect::Postgres, &name, None)
                     .await
@@ -441,7 +445,7 @@ impl PgServer {
         tenant: &Tenant,
         migrations: &Migrations,
     ) -> Result<(), Error> {
-        match tenant.placement.isolation {
+        match tenant.require_placement()?.isolation {
             IsolationMode::Database => {
                 self.create_role(&tenant.id, true).await?;
                 let made = self.create_database_tenant(&tenant.id, migrations).await;
@@ -561,7 +565,7 @@ impl PgServer {
     /// revoked, and its sessions end. Row-level tenants are shut out by the catalog alone.
     pub(crate) async fn suspend(&self, tenant: &Tenant) -> Result<(), Error> {
         let name = self.names.tenant(&tenant.id);
-        match tenant.placement.isolation {
+        match tenant.require_placement()?.isolation {
             IsolationMode::Database => {
                 self.admin(
                     &format!("disabling login of {name}"),
@@ -606,7 +610,7 @@ impl PgServer {
     /// Undoes [`PgServer::suspend`].
     pub(crate) async fn resume(&self, tenant: &Tenant) -> Result<(), Error> {
         let name = self.names.tenant(&tenant.id);
-        match tenant.placement.isolation {
+        match tenant.require_placement()?.isolation {
             IsolationMode::Database => {
                 self.admin(
                     &format!("enabling login of {name}"),
@@ -637,7 +641,7 @@ impl PgServer {
     pub(crate) async fn drop_tenant(&self, tenant: &Tenant) -> Result<(), Error> {
         let names = &self.names;
         let name = names.tenant(&tenant.id);
-        match tenant.placement.isolation {
+        match tenant.require_placement()?.isolation {
             IsolationMode::Database => {
                 self.pools.remove(&Target::Tenant(tenant.id.clone()));
                 self.pools.remove(&Self::owner_of(&name));

@@ -1,0 +1,570 @@
+//! The reference app's first cut: an eQMS service on axum whose CAPA records (corrective
+//! and preventive actions) are kept per tenant, on the embedded default (a SQLite file per
+//! tenant, no servers).
+//!
+//! - `/api/...` serves tenants: [`TenantLayer`] resolves the tenant from the subdomain
+//!   (`acme.localhost:3000`), a stand-in authentication reads the user from `x-user`,
+//!   [`RequireMemberLayer`] refuses users who are not members of that tenant (403), and
+//!   handlers take the [`TenantContext`] as an extractor and open a tenant transaction with
+//!   it. Errors answer through the status mapping every `tenancy` crate shares (a record
+//!   that is not there is 404, a duplicate reference 409).
+//! - `/health`, `/signup` and `/operator/...` serve no tenant: they are routes of the outer
+//!   router, outside the tenant layers.
+//!
+//! Each later layer issue wires its layer (cache, logs, jobs, storage, audit) into this app.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use axum::extract::{Path as UrlPath, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tenancy_core::http::resolve::Subdomain;
+use tenancy_core::http::{
+    ErrorClass, HttpError, Membership, Refusal, RequireMemberLayer, TenantLayer, error_response,
+};
+use tenancy_core::{
+    Actor, IsolationMode, Placement, PlatformContext, ServerName, TenantContext, TenantId,
+};
+use tenancy_db::{DbConfig, Migration, Migrations, TenantDb};
+
+/// The header the stand-in authentication reads the user id from. A real deployment
+/// replaces [`authenticate`] with its session or token check; nothing else changes.
+pub const USER_HEADER: &str = "x-user";
+
+/// The demo tenants seeded at start: (id, firm, user id, user name, first CAPA).
+pub const DEMO_TENANTS: [(&str, &str, &str, &str, &str); 2] = [
+    (
+        "acme",
+        "Acme Pharma",
+        "jane",
+        "Jane Doe",
+        "Tablet press 3 out of calibration",
+    ),
+    (
+        "beta",
+        "Beta Biotech",
+        "omar",
+        "Omar Haddad",
+        "Cold-chain excursion, lot 24-117",
+    ),
+];
+
+/// The operator the `/operator` routes admit.
+pub const OPERATOR: (&str, &str) = ("olga", "Olga Operator");
+
+/// The schema of every tenant's database.
+pub fn migrations() -> Migrations {
+    Migrations::new(vec![
+        Migration::new(1, "capas")
+            .sqlite(
+                "CREATE TABLE capas (
+                    id text PRIMARY KEY,
+                    reference text NOT NULL UNIQUE,
+                    title text NOT NULL,
+                    status text NOT NULL CHECK (status IN ('open', 'investigating', 'closed')),
+                    created_by text NOT NULL
+                )",
+            )
+            .postgres(
+                "CREATE TABLE capas (
+                    id text PRIMARY KEY,
+                    reference text NOT NULL UNIQUE,
+                    title text NOT NULL,
+                    status text NOT NULL CHECK (status IN ('open', 'investigating', 'closed')),
+                    created_by text NOT NULL
+                )",
+            ),
+    ])
+    .expect("the migrations are well formed")
+}
+
+/// A CAPA record, as stored and as served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capa {
+    /// A random id (UUID v4): unguessable, and never the same in two tenants.
+    pub id: String,
+    /// The firm's own reference (`CAPA-2026-001`), unique within the tenant.
+    pub reference: String,
+    /// What went wrong.
+    pub title: String,
+    /// `open`, `investigating` or `closed`.
+    pub status: CapaStatus,
+    /// The user who opened it.
+    pub created_by: String,
+}
+
+/// Where a CAPA stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CapaStatus {
+    /// Opened, not yet worked on.
+    Open,
+    /// Root cause being investigated.
+    Investigating,
+    /// Done; a closed CAPA cannot be reopened.
+    Closed,
+}
+
+impl CapaStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            CapaStatus::Open => "open",
+            CapaStatus::Investigating => "investigating",
+            CapaStatus::Closed => "closed",
+        }
+    }
+}
+
+/// What `POST /api/capas` takes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewCapa {
+    /// The firm's reference, unique within the tenant.
+    pub reference: String,
+    /// What went wrong.
+    pub title: String,
+}
+
+/// What `PUT /api/capas/{id}/status` takes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusChange {
+    /// The new status.
+    pub status: CapaStatus,
+}
+
+/// What `POST /signup` takes: a new firm and its first user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignUp {
+    /// The tenant id the firm wants (its subdomain).
+    pub tenant: String,
+    /// The firm's name.
+    pub name: String,
+    /// The first user's id.
+    pub user: String,
+    /// The first user's name.
+    pub user_name: String,
+}
+
+/// Who the users are and which tenants they belong to. Kept in memory for the demo; an
+/// application keeps it in its identity provider or platform database.
+#[derive(Clone, Default)]
+pub struct Directory {
+    inner: Arc<RwLock<DirectoryInner>>,
+}
+
+#[derive(Default)]
+struct DirectoryInner {
+    users: HashMap<String, String>,
+    members: HashSet<(String, TenantId)>,
+    operators: HashSet<String>,
+}
+
+impl Directory {
+    /// Adds `user` (named `name`) as a member of `tenant`.
+    pub fn add_member(&self, user: &str, name: &str, tenant: &TenantId) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        inner.users.insert(user.to_owned(), name.to_owned());
+        inner.members.insert((user.to_owned(), tenant.clone()));
+    }
+
+    /// Adds `user` as a platform operator, member of no tenant.
+    pub fn add_operator(&self, user: &str, name: &str) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        inner.users.insert(user.to_owned(), name.to_owned());
+        inner.operators.insert(user.to_owned());
+    }
+
+    /// The actor for a user id, if the user exists.
+    fn actor(&self, user: &str) -> Option<Actor> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let name = inner.users.get(user)?;
+        Actor::user(user, name).ok()
+    }
+
+    fn is_operator(&self, user: &str) -> bool {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        inner.operators.contains(user)
+    }
+}
+
+impl Membership for Directory {
+    async fn is_member(
+        &self,
+        actor: &Actor,
+        tenant: &TenantId,
+    ) -> Result<bool, tenancy_core::Error> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(inner
+            .members
+            .contains(&(actor.id().to_owned(), tenant.clone())))
+    }
+}
+
+impl fmt::Debug for Directory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Directory").finish_non_exhaustive()
+    }
+}
+
+/// The app's state: the tenant databases, the directory, the operator identity platform
+/// work (sign-up) runs under.
+#[derive(Clone, Debug)]
+pub struct Eqms {
+    db: TenantDb,
+    directory: Directory,
+    operator: PlatformContext,
+}
+
+/// Why the app could not start.
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Eqms {
+    /// Opens (or creates) the tenant databases under `data_dir` and seeds the demo tenants
+    /// that are not there yet, each with its user and one CAPA.
+    pub async fn open(data_dir: &Path) -> Result<Eqms, StartError> {
+        let db = TenantDb::new(DbConfig::embedded(data_dir), migrations())?;
+        let operator = PlatformContext::new(Actor::service("eqms-setup")?)?;
+        db.platform().prepare(&operator).await?;
+        let directory = Directory::default();
+        directory.add_operator(OPERATOR.0, OPERATOR.1);
+        let existing: HashSet<TenantId> = db
+            .platform()
+            .tenants(&operator)
+            .await?
+            .into_iter()
+            .map(|tenant| tenant.id)
+            .collect();
+        let eqms = Eqms {
+            db,
+            directory,
+            operator,
+        };
+        for (n, (tenant, firm, user, user_name, first_capa)) in DEMO_TENANTS.iter().enumerate() {
+            let id: TenantId = tenant.parse()?;
+            eqms.directory.add_member(user, user_name, &id);
+            if existing.contains(&id) {
+                continue;
+            }
+            eqms.create_tenant(id.clone(), firm).await?;
+            let ctx = TenantContext::new(id, eqms.directory.actor(user).ok_or("seeded user")?);
+            let capa = NewCapa {
+                reference: format!("CAPA-2026-{:03}", n + 1),
+                title: (*first_capa).to_owned(),
+            };
+            insert_capa(&eqms.db, &ctx, &capa).await?;
+        }
+        Ok(eqms)
+    }
+
+    /// The directory of users and memberships.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// The tenant databases (for tests that look behind the API).
+    pub fn db(&self) -> &TenantDb {
+        &self.db
+    }
+
+    async fn create_tenant(&self, id: TenantId, firm: &str) -> Result<(), tenancy_db::Error> {
+        let placement = Placement::new(
+            ServerName::new(DbConfig::EMBEDDED).expect("a valid server name"),
+            IsolationMode::Database,
+        );
+        self.db
+            .platform()
+            .create_tenant(&self.operator, id, firm, placement)
+            .await
+            .map(drop)
+    }
+
+    /// The service: tenant routes under `/api` behind the tenant layers, and the routes
+    /// that serve no tenant beside them. `port` is the port tenants' hosts may carry
+    /// (`acme.localhost:3000`); hosts without a port are accepted too.
+    pub fn router(&self, port: u16) -> Router {
+        let resolver = Subdomain::of("localhost")
+            .expect("a valid base domain")
+            .accept_port(port);
+        let api = Router::new()
+            .route("/capas", get(list_capas).post(create_capa))
+            .route("/capas/{id}", get(read_capa))
+            .route("/capas/{id}/status", put(change_status))
+            // Inner to outer: membership, then authentication, then the tenant.
+            .layer(RequireMemberLayer::new(self.directory.clone()).refuse_with(refusal_page))
+            .layer(middleware::from_fn_with_state(
+                self.directory.clone(),
+                authenticate,
+            ))
+            .layer(TenantLayer::new(resolver, self.db.catalog()).refuse_with(refusal_page));
+        Router::new()
+            .nest("/api", api)
+            .route("/health", get(health))
+            .route("/signup", post(sign_up))
+            .route("/operator/tenants", get(operator_tenants))
+            .with_state(self.clone())
+    }
+}
+
+/// The stand-in authentication: the user named by `x-user`, if the directory knows them,
+/// becomes the request's actor. Stands where a session or token check would.
+pub async fn authenticate(
+    State(directory): State<Directory>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let actor = request
+        .headers()
+        .get(USER_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|user| directory.actor(user));
+    if let Some(actor) = actor {
+        request.extensions_mut().insert(actor);
+    }
+    next.run(request).await
+}
+
+/// Refusals as JSON for API clients, as a page for browsers.
+fn refusal_page(refusal: &Refusal<'_>) -> axum::http::Response<String> {
+    if !refusal.accepts("text/html") {
+        return refusal.json();
+    }
+    let message = refusal
+        .message()
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let status = refusal.status();
+    let mut response = axum::http::Response::new(format!(
+        "<!doctype html>\n<html><head><title>{status}</title></head>\
+         <body><h1>{status}</h1><p>{message}</p></body></html>\n"
+    ));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
+/// The app's own error: a database error, or a rule of the app. It answers through the
+/// same mapping as the `tenancy` crates' errors by implementing [`HttpError`].
+#[derive(Debug)]
+pub enum ApiError {
+    /// The database refused or failed.
+    Db(tenancy_db::Error),
+    /// A closed CAPA cannot change status.
+    Closed,
+    /// The tenant has a CAPA with this reference already.
+    DuplicateReference(String),
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::Db(error) => fmt::Display::fmt(error, f),
+            ApiError::Closed => f.write_str("the CAPA is closed; a closed CAPA cannot be reopened"),
+            ApiError::DuplicateReference(reference) => write!(
+                f,
+                "a CAPA with reference {} exists already; choose another reference",
+                tenancy_core::quote(reference)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ApiError::Db(error) => error.source(),
+            ApiError::Closed | ApiError::DuplicateReference(_) => None,
+        }
+    }
+}
+
+impl HttpError for ApiError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            ApiError::Db(error) => error.class(),
+            ApiError::Closed | ApiError::DuplicateReference(_) => ErrorClass::Conflict,
+        }
+    }
+}
+
+impl From<tenancy_db::Error> for ApiError {
+    fn from(error: tenancy_db::Error) -> Self {
+        ApiError::Db(error)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error_response(&self).map(Into::into)
+    }
+}
+
+const CAPA_COLUMNS: &str = "id, reference, title, status, created_by";
+
+async fn insert_capa(
+    db: &TenantDb,
+    ctx: &TenantContext,
+    capa: &NewCapa,
+) -> Result<Capa, tenancy_db::Error> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut tx = db.transaction(ctx).await?;
+    let created: Capa = tx
+        .query_one_as(
+            &format!(
+                "INSERT INTO capas ({CAPA_COLUMNS}) VALUES ($1, $2, $3, 'open', $4) \
+                 RETURNING {CAPA_COLUMNS}"
+            ),
+            &[
+                id.into(),
+                capa.reference.as_str().into(),
+                capa.title.as_str().into(),
+                ctx.actor().id().into(),
+            ],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+async fn list_capas(
+    State(app): State<Eqms>,
+    ctx: TenantContext,
+) -> Result<Json<Vec<Capa>>, tenancy_db::Error> {
+    let mut tx = app.db.transaction(&ctx).await?;
+    let capas = tx
+        .query_as(
+            &format!("SELECT {CAPA_COLUMNS} FROM capas ORDER BY reference"),
+            &[],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(Json(capas))
+}
+
+async fn create_capa(
+    State(app): State<Eqms>,
+    ctx: TenantContext,
+    Json(capa): Json<NewCapa>,
+) -> Result<(StatusCode, Json<Capa>), ApiError> {
+    let created = insert_capa(&app.db, &ctx, &capa)
+        .await
+        .map_err(|error| match error.kind() {
+            tenancy_db::ErrorKind::UniqueViolation => ApiError::DuplicateReference(capa.reference),
+            _ => ApiError::Db(error),
+        })?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// `GET /api/capas/{id}`: the read endpoint of the benchmark.
+pub async fn read_capa(
+    State(app): State<Eqms>,
+    ctx: TenantContext,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<Capa>, tenancy_db::Error> {
+    let mut tx = app.db.transaction(&ctx).await?;
+    let capa = tx
+        .query_one_as(
+            &format!("SELECT {CAPA_COLUMNS} FROM capas WHERE id = $1"),
+            &[id.into()],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(Json(capa))
+}
+
+async fn change_status(
+    State(app): State<Eqms>,
+    ctx: TenantContext,
+    UrlPath(id): UrlPath<String>,
+    Json(change): Json<StatusChange>,
+) -> Result<Json<Capa>, ApiError> {
+    let mut tx = app.db.transaction(&ctx).await?;
+    let mut capa: Capa = tx
+        .query_one_as(
+            &format!("SELECT {CAPA_COLUMNS} FROM capas WHERE id = $1"),
+            &[id.as_str().into()],
+        )
+        .await?;
+    if capa.status == CapaStatus::Closed && change.status != CapaStatus::Closed {
+        return Err(ApiError::Closed);
+    }
+    tx.execute(
+        "UPDATE capas SET status = $1 WHERE id = $2",
+        &[change.status.as_str().into(), id.as_str().into()],
+    )
+    .await?;
+    tx.commit().await?;
+    capa.status = change.status;
+    Ok(Json(capa))
+}
+
+async fn health() -> &'static str {
+    "ok\n"
+}
+
+/// The central sign-up: creates a tenant and makes the signing user its first member.
+/// Serves no tenant, so it is outside the tenant layers.
+async fn sign_up(
+    State(app): State<Eqms>,
+    Json(form): Json<SignUp>,
+) -> Result<(StatusCode, String), Response> {
+    let id: TenantId = form.tenant.parse().map_err(IntoResponse::into_response)?;
+    if Actor::user(&form.user, &form.user_name).is_err() {
+        let error = tenancy_core::Error::new(
+            tenancy_core::ErrorKind::InvalidActor,
+            "the user id or name is empty, too long or has control characters",
+        );
+        return Err(error.into_response());
+    }
+    app.create_tenant(id.clone(), &form.name)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    app.directory.add_member(&form.user, &form.user_name, &id);
+    Ok((StatusCode::CREATED, format!("tenant `{id}` created\n")))
+}
+
+/// Every tenant's id and status: the operator's view, for operators only.
+async fn operator_tenants(
+    State(app): State<Eqms>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<Vec<serde_json::Value>>, Response> {
+    let is_operator = headers
+        .get(USER_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|user| app.directory.is_operator(user));
+    if !is_operator {
+        let error = tenancy_core::Error::new(
+            tenancy_core::ErrorKind::NotAMember,
+            "the operator routes are for platform operators",
+        );
+        return Err(error.into_response());
+    }
+    let tenants = app
+        .db
+        .platform()
+        .tenants(&app.operator)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    Ok(Json(
+        tenants
+            .into_iter()
+            .map(|tenant| {
+                serde_json::json!({
+                    "id": tenant.id.as_str(),
+                    "name": tenant.display_name,
+                    "status": tenant.status.as_str(),
+                })
+            })
+            .collect(),
+    ))
+}

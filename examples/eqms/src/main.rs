@@ -1,0 +1,67 @@
+//! Run with: cargo run -p example-eqms
+//!
+//! Starts the reference app on 127.0.0.1 (port `EQMS_PORT`, 3000 by default) with its data
+//! under `EQMS_DATA_DIR` (a directory in the system's temporary directory by default),
+//! seeds two demo tenants, and prints the URLs to try. Stop it with Ctrl-C.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use example_eqms::{DEMO_TENANTS, Eqms, OPERATOR, StartError};
+
+#[tokio::main]
+async fn main() -> Result<(), StartError> {
+    let port: u16 = match std::env::var("EQMS_PORT") {
+        Ok(port) => port
+            .parse()
+            .map_err(|_| format!("EQMS_PORT={port:?} is not a port number"))?,
+        Err(_) => 3000,
+    };
+    let data_dir = std::env::var_os("EQMS_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("tenancy-eqms-demo"));
+    let app = Eqms::open(&data_dir).await?;
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+        .await
+        .map_err(|error| format!("cannot listen on 127.0.0.1:{port} ({error}); set EQMS_PORT"))?;
+
+    let (acme, _, jane, _, _) = DEMO_TENANTS[0];
+    let (beta, _, omar, _, _) = DEMO_TENANTS[1];
+    let base = format!("http://127.0.0.1:{port}");
+    println!("eQMS listening on {base} (data in {})", data_dir.display());
+    println!("Tenants are subdomains of localhost; users are named by the x-user header:");
+    for (tenant, _, user, name, _) in DEMO_TENANTS {
+        println!("  {tenant}.localhost:{port}  user {user} ({name})");
+    }
+    println!();
+    println!("Try:");
+    println!("  curl -H 'Host: {acme}.localhost:{port}' -H 'x-user: {jane}' {base}/api/capas");
+    println!(
+        "  curl -H 'Host: {acme}.localhost:{port}' -H 'x-user: {jane}' -H 'content-type: application/json' \\\n    \
+         -d '{{\"reference\":\"CAPA-2026-101\",\"title\":\"Label mix-up on line 2\"}}' {base}/api/capas"
+    );
+    println!(
+        "  curl -X PUT -H 'Host: {acme}.localhost:{port}' -H 'x-user: {jane}' -H 'content-type: application/json' \\\n    \
+         -d '{{\"status\":\"investigating\"}}' {base}/api/capas/<id>/status"
+    );
+    println!(
+        "  curl -H 'Host: {beta}.localhost:{port}' -H 'x-user: {jane}' {base}/api/capas   # 403: jane is not in {beta}"
+    );
+    println!(
+        "  curl -H 'Host: {beta}.localhost:{port}' -H 'x-user: {omar}' {base}/api/capas/<id of an {acme} CAPA>   # 404"
+    );
+    println!("  curl {base}/health");
+    println!(
+        "  curl -H 'content-type: application/json' \\\n    \
+         -d '{{\"tenant\":\"gamma\",\"name\":\"Gamma Labs\",\"user\":\"gail\",\"user_name\":\"Gail Grant\"}}' {base}/signup"
+    );
+    println!("  curl -H 'x-user: {}' {base}/operator/tenants", OPERATOR.0);
+    println!("Browsers: http://{acme}.localhost:{port}/api/capas (refusals come as a page).");
+
+    axum::serve(listener, app.router(port))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
