@@ -1,0 +1,350 @@
+//! The worker side, against real SQLite, Redis and PostgreSQL backends: jobs run under the
+//! tenant they were pushed for and no other; bad envelopes and refused tenants are killed
+//! and kept in the dead set with their reason; retries, panics and timeouts keep or drop
+//! the tenant cleanly.
+
+mod common;
+
+use std::time::Duration;
+
+use apalis::prelude::*;
+use common::{Job, Recorder, Seen, Store};
+use tenancy_core::{TenantContext, TenantStatus};
+use tenancy_queue::{RejectionKind, RetenantLayer, SigningKey, TenantQueue};
+
+/// Records what the handler saw, fails or panics or sleeps as the job says.
+async fn handler(
+    job: Job,
+    ctx: Data<TenantContext>,
+    recorder: Data<Recorder>,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
+    let seen = |job: &Job| Seen {
+        canary: job.canary.clone(),
+        pushed_for: job.tenant.clone(),
+        current: TenantContext::current()
+            .ok()
+            .map(|c| c.tenant().to_string()),
+        data: ctx.tenant().to_string(),
+        attempt: attempt.current(),
+    };
+    recorder.push(seen(&job));
+    if job.sleep_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(job.sleep_ms)).await;
+        // After the await, maybe on another thread, the tenant is still this job's.
+        recorder.push(seen(&job));
+    }
+    if job.panic {
+        panic!("the job panics, as asked");
+    }
+    if attempt.current() <= job.fail_attempts {
+        return Err(format!("attempt {} fails, as asked", attempt.current()).into());
+    }
+    Ok(())
+}
+
+fn sqlite_config() -> apalis_sqlite::Config {
+    apalis_sqlite::Config::default()
+        .heartbeat_interval(Duration::from_secs(1))
+        .missed_heartbeats(1)
+}
+
+fn redis_config() -> apalis_redis::Config {
+    apalis_redis::Config::default()
+        .heartbeat_interval(Duration::from_secs(1))
+        .missed_heartbeats(1)
+}
+
+fn postgres_config() -> apalis_postgres::Config {
+    apalis_postgres::Config::default()
+        .heartbeat_interval(Duration::from_secs(1))
+        .missed_heartbeats(1)
+}
+
+/// Each scenario runs once per backend, with `$store` (the fixture), `$queue` (its name)
+/// and `$backend` (a `RawJob` backend on it) in scope; the store is removed afterwards.
+macro_rules! on_every_backend {
+    ($(async fn $name:ident($store:ident, $queue:ident, $backend:ident) $body:block)*) => {$(
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let $store = Store::sqlite().await;
+                let $queue = common::queue_name();
+                let $backend = tenancy_queue::sqlite($store.sqlite_pool(), &$queue, sqlite_config());
+                $body
+                $store.cleanup(&$queue).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                let $store = Store::redis().await;
+                let $queue = common::queue_name();
+                let $backend = tenancy_queue::redis($store.redis_conn(), &$queue, redis_config());
+                $body
+                $store.cleanup(&$queue).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let $store = Store::postgres().await;
+                let $queue = common::queue_name();
+                let $backend = tenancy_queue::postgres($store.pg_pool(), &$queue, postgres_config());
+                $body
+                $store.cleanup(&$queue).await;
+            }
+        }
+    )*};
+}
+
+/// A worker on `$backend` whose handler is `handler` behind `$layer`, run (polled in the
+/// test's own task) while `$body` runs; stopped when `$body` ends.
+macro_rules! with_worker {
+    ($backend:expr, $layer:expr, $recorder:expr, $body:expr) => {{
+        let worker = WorkerBuilder::new(common::worker_name("w"))
+            .backend($backend.clone())
+            .data($recorder.clone())
+            .catch_panic()
+            .timeout(Duration::from_secs(2))
+            .build($layer.clone().layer(task_fn(handler)));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            let _ = stopped.await;
+            Ok::<(), std::io::Error>(())
+        };
+        let (ran, out) = tokio::join!(worker.run_until(signal), async {
+            let out = $body.await;
+            let _ = stop.send(());
+            out
+        });
+        ran.expect("the worker ran and stopped cleanly");
+        out
+    }};
+}
+
+fn assert_all_under_their_tenant(seen: &[Seen]) {
+    for s in seen {
+        assert_eq!(s.current.as_deref(), Some(s.pushed_for.as_str()), "{s:?}");
+        assert_eq!(s.data, s.pushed_for, "{s:?}");
+    }
+}
+
+fn assert_no_tenant_left() {
+    assert!(
+        TenantContext::current().is_err(),
+        "a tenant is still current on the worker's thread after the worker stopped"
+    );
+}
+
+on_every_backend! {
+    async fn jobs_run_under_the_tenant_they_were_pushed_for(store, queue, backend) {
+        let (catalog, tenants) = common::catalog(3);
+        let jobs = TenantQueue::<_, Job>::new(backend.clone());
+        let mut canaries = Vec::new();
+        for round in 0..4 {
+            for tenant in &tenants {
+                let canary = tenancy_test::log::canary("run");
+                let mut job = Job::new(tenant, &canary);
+                job.sleep_ms = if round % 2 == 0 { 30 } else { 0 };
+                jobs.push(&common::ctx(tenant), job).await.expect("push");
+                canaries.push(canary);
+            }
+        }
+        let recorder = Recorder::default();
+        let layer = RetenantLayer::<_, Job>::new(catalog);
+        with_worker!(backend, layer, recorder, async {
+            // Sleeping jobs record twice.
+            recorder.wait_for(canaries.len() + canaries.len() / 2, Duration::from_secs(30)).await;
+        });
+        let seen = recorder.all();
+        assert_all_under_their_tenant(&seen);
+        for canary in &canaries {
+            assert!(seen.iter().any(|s| &s.canary == canary), "{canary} never ran");
+        }
+        assert_no_tenant_left();
+        let _ = &store;
+    }
+
+    async fn rejected_jobs_are_killed_kept_dead_with_their_reason_and_logged_without_payload(store, queue, backend) {
+        let (catalog, tenants) = common::catalog(3);
+        let (active, suspended, archived) = (&tenants[0], &tenants[1], &tenants[2]);
+        let unknown = tenancy_test::unique_tenant("nobody");
+        let jobs = TenantQueue::<_, Job>::new(backend.clone());
+        let payload_canary = tenancy_test::log::canary("payload");
+
+        // Pushed correctly, refused by the catalog at run time.
+        jobs.push(&common::ctx(&unknown), Job::new(&unknown, &payload_canary)).await.unwrap();
+        jobs.push(&common::ctx(suspended), Job::new(suspended, &payload_canary)).await.unwrap();
+        jobs.push(&common::ctx(archived), Job::new(archived, &payload_canary)).await.unwrap();
+        common::set_status(&catalog, suspended, TenantStatus::Suspended);
+        common::set_status(&catalog, archived, TenantStatus::Archived);
+
+        // Pushed by a producer that does not use TenantQueue.
+        let good = serde_json::to_value(Job::new(active, &payload_canary)).unwrap();
+        store.push_raw(&queue, good.clone()).await;
+        store.push_raw(&queue, serde_json::json!({"tenant": "NOT A TENANT", "actor": {"kind": "anonymous", "id": "anonymous", "display_name": "anonymous"}, "correlation_id": "c1", "body": {"job": good.to_string()}})).await;
+        store.push_raw(&queue, serde_json::json!({"tenant": active.as_str(), "body": {"job": good.to_string()}, "extra": payload_canary})).await;
+        store.push_raw(&queue, serde_json::json!([active.as_str(), payload_canary])).await;
+
+        // The tenant named twice: pushed correctly, then doubled in the backend.
+        let dup_canary = tenancy_test::log::canary("dup");
+        jobs.push(&common::ctx(active), Job::new(active, &dup_canary)).await.unwrap();
+        let doubled = store
+            .edit_payloads(
+                &queue,
+                &format!("{{\"tenant\":\"{active}\""),
+                &format!("{{\"tenant\":\"{active}\",\"tenant\":\"{active}\""),
+            )
+            .await;
+        assert_eq!(doubled, 1, "only the one TenantQueue job of the active tenant starts that way");
+
+        let capture = tenancy_test::log::LogCapture::new();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(capture.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let recorder = Recorder::default();
+        let layer = RetenantLayer::<_, Job>::new(catalog);
+        let expected = 8;
+        with_worker!(backend, layer, recorder, async {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while store.dead(&queue).await.len() < expected {
+                assert!(std::time::Instant::now() < deadline, "dead: {:?}", store.dead(&queue).await);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            // Give a wrongly retried job the time to come back.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        });
+        assert!(recorder.all().is_empty(), "a rejected job ran: {:?}", recorder.all());
+        let dead = store.dead(&queue).await;
+        assert_eq!(dead.len(), expected, "{dead:?}");
+        for job in &dead {
+            assert_eq!(job.status, "Killed", "{job:?}");
+            assert_eq!(job.attempts, 1, "a rejected job was retried: {job:?}");
+            assert!(!job.result.contains("CANARY"), "the dead set's reason quotes the payload: {job:?}");
+        }
+        let reasons: Vec<&str> = dead.iter().map(|d| d.result.as_str()).collect();
+        for needle in [
+            format!("unknown tenant `{unknown}`"),
+            format!("tenant `{suspended}` is suspended"),
+            format!("tenant `{archived}` is archived"),
+            "the job names no tenant".to_owned(),
+            "the job's tenant is not a valid tenant id".to_owned(),
+            "missing, unknown or ill-typed fields".to_owned(),
+            "not a JSON object".to_owned(),
+            "names its tenant more than once".to_owned(),
+        ] {
+            assert!(reasons.iter().any(|r| r.contains(&needle)), "no dead job says {needle:?}: {reasons:#?}");
+        }
+
+        let logs = capture.text();
+        assert!(!logs.contains("CANARY"), "the log quotes a payload:\n{logs}");
+        for kind in [
+            RejectionKind::UnknownTenant,
+            RejectionKind::TenantSuspended,
+            RejectionKind::TenantArchived,
+            RejectionKind::MissingTenant,
+            RejectionKind::MalformedTenant,
+            RejectionKind::MalformedEnvelope,
+            RejectionKind::DuplicateTenant,
+        ] {
+            assert!(logs.contains(&format!("reason={kind}")), "no log line for {kind}:\n{logs}");
+        }
+        assert!(logs.contains(&format!("tenant={suspended}")), "{logs}");
+        assert!(logs.lines().all(|l| l.contains("task_id=") && !l.contains("task_id=-")), "{logs}");
+        assert_no_tenant_left();
+    }
+
+    async fn a_job_whose_tenant_was_edited_in_the_backend_is_rejected_when_signed(store, queue, backend) {
+        let (catalog, tenants) = common::catalog(2);
+        let (victim, attacker) = (&tenants[0], &tenants[1]);
+        let key = SigningKey::new(b"a test key of thirty-two bytes!!").unwrap();
+        let jobs = TenantQueue::<_, Job>::new(backend.clone()).signed(key.clone());
+        let canary = tenancy_test::log::canary("moved");
+        jobs.push(&common::ctx(attacker), Job::new(attacker, &canary)).await.unwrap();
+        let moved = store
+            .edit_payloads(&queue, &format!("\"tenant\":\"{attacker}\""), &format!("\"tenant\":\"{victim}\""))
+            .await;
+        assert_eq!(moved, 1);
+
+        let recorder = Recorder::default();
+        let layer = RetenantLayer::<_, Job>::new(catalog).signed(key);
+        with_worker!(backend, layer, recorder, async {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while store.dead(&queue).await.is_empty() {
+                assert!(std::time::Instant::now() < deadline, "the tampered job was not killed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        assert!(recorder.all().is_empty(), "the tampered job ran: {:?}", recorder.all());
+        let dead = store.dead(&queue).await;
+        assert!(dead[0].result.contains("does not match"), "{dead:?}");
+        assert!(dead[0].result.contains(victim.as_str()), "{dead:?}");
+    }
+
+    async fn retries_run_under_the_same_tenant_every_time(store, queue, backend) {
+        let (catalog, tenants) = common::catalog(4);
+        let jobs = TenantQueue::<_, Job>::new(backend.clone());
+        let flaky = tenancy_test::log::canary("flaky");
+        let mut job = Job::new(&tenants[0], &flaky);
+        job.fail_attempts = 2;
+        jobs.push(&common::ctx(&tenants[0]), job).await.unwrap();
+        // Other tenants' jobs interleave with the retries.
+        for round in 0..3 {
+            for tenant in &tenants[1..] {
+                let canary = tenancy_test::log::canary(&format!("other{round}"));
+                jobs.push(&common::ctx(tenant), Job::new(tenant, &canary)).await.unwrap();
+            }
+        }
+        let recorder = Recorder::default();
+        let layer = RetenantLayer::<_, Job>::new(catalog);
+        with_worker!(backend, layer, recorder, async {
+            let deadline = std::time::Instant::now() + Duration::from_secs(40);
+            while recorder.all().iter().filter(|s| s.canary == flaky).count() < 3 {
+                assert!(std::time::Instant::now() < deadline, "{:?}", recorder.all());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            recorder.wait_for(3 + 9, Duration::from_secs(30)).await;
+        });
+        let seen = recorder.all();
+        assert_all_under_their_tenant(&seen);
+        let attempts: Vec<&Seen> = seen.iter().filter(|s| s.canary == flaky).collect();
+        assert_eq!(attempts.len(), 3, "{attempts:?}");
+        for s in &attempts {
+            assert_eq!(s.current.as_deref(), Some(tenants[0].as_str()), "{s:?}");
+        }
+        assert_no_tenant_left();
+        let _ = &store;
+    }
+
+    async fn panics_and_timeouts_leave_no_tenant_behind(store, queue, backend) {
+        let (catalog, tenants) = common::catalog(3);
+        let jobs = TenantQueue::<_, Job>::new(backend.clone());
+        let mut panics = Job::new(&tenants[0], &tenancy_test::log::canary("panic"));
+        panics.panic = true;
+        let mut slow = Job::new(&tenants[1], &tenancy_test::log::canary("slow"));
+        slow.sleep_ms = 10_000; // beyond the worker's 2 s timeout
+        jobs.push(&common::ctx(&tenants[0]), panics).await.unwrap();
+        jobs.push(&common::ctx(&tenants[1]), slow).await.unwrap();
+        let recorder = Recorder::default();
+        let layer = RetenantLayer::<_, Job>::new(catalog);
+        with_worker!(backend, layer, recorder, async {
+            recorder.wait_for(2, Duration::from_secs(30)).await;
+            // Let the timeout fire, then push a job for a third tenant.
+            tokio::time::sleep(Duration::from_millis(2_500)).await;
+            let after = Job::new(&tenants[2], &tenancy_test::log::canary("after"));
+            jobs.push(&common::ctx(&tenants[2]), after).await.unwrap();
+            recorder.wait_for(3, Duration::from_secs(30)).await;
+            assert!(TenantContext::current().is_err(), "a tenant is current in the test task");
+        });
+        let seen = recorder.all();
+        assert_all_under_their_tenant(&seen);
+        assert!(seen.iter().any(|s| s.pushed_for == tenants[2].as_str()), "{seen:?}");
+        assert_no_tenant_left();
+        let _ = &store;
+    }
+}
