@@ -234,15 +234,17 @@ pub(crate) fn seal<T: Serialize>(
             signature,
         },
     );
-    match serde_json::to_value(&envelope) {
-        Ok(Value::Object(map)) => Ok(RawJob(Repr::Object(map.into_iter().collect()))),
-        Ok(_) => unreachable!("an envelope serializes as an object"),
-        Err(e) => Err(Error::with_source(
-            ErrorKind::Encode,
-            "the envelope could not be encoded as JSON",
-            e,
-        )),
-    }
+    // Through the text form, so the fields keep the envelope's order (tenant first):
+    // `serde_json::Value` would sort them.
+    serde_json::to_string(&envelope)
+        .and_then(|text| serde_json::from_str(&text))
+        .map_err(|e| {
+            Error::with_source(
+                ErrorKind::Encode,
+                "the envelope could not be encoded as JSON",
+                e,
+            )
+        })
 }
 
 /// The tenant a raw job claims, if it names exactly one valid tenant id: for logs.

@@ -21,7 +21,7 @@ async fn handler(
 ) -> Result<(), BoxDynError> {
     let seen = |job: &Job| Seen {
         canary: job.canary.clone(),
-        pushed_for: job.tenant.clone(),
+        pushed_for: job.pushed_for.clone(),
         current: TenantContext::current()
             .ok()
             .map(|c| c.tenant().to_string()),
@@ -167,8 +167,8 @@ on_every_backend! {
     }
 
     async fn rejected_jobs_are_killed_kept_dead_with_their_reason_and_logged_without_payload(store, queue, backend) {
-        let (catalog, tenants) = common::catalog(3);
-        let (active, suspended, archived) = (&tenants[0], &tenants[1], &tenants[2]);
+        let (catalog, tenants) = common::catalog(4);
+        let (active, suspended, archived, stripped) = (&tenants[0], &tenants[1], &tenants[2], &tenants[3]);
         let unknown = tenancy_test::unique_tenant("nobody");
         let jobs = TenantQueue::<_, Job>::new(backend.clone());
         let payload_canary = tenancy_test::log::canary("payload");
@@ -180,7 +180,12 @@ on_every_backend! {
         common::set_status(&catalog, suspended, TenantStatus::Suspended);
         common::set_status(&catalog, archived, TenantStatus::Archived);
 
-        // Pushed by a producer that does not use TenantQueue.
+        // Pushed correctly, then the tenant removed in the backend.
+        jobs.push(&common::ctx(stripped), Job::new(stripped, &payload_canary)).await.unwrap();
+        let removed = store.edit_payloads(&queue, &format!("{{\"tenant\":\"{stripped}\","), "{").await;
+        assert_eq!(removed, 1);
+
+        // Pushed by a producer that does not use TenantQueue: a bare job, and broken envelopes.
         let good = serde_json::to_value(Job::new(active, &payload_canary)).unwrap();
         store.push_raw(&queue, good.clone()).await;
         store.push_raw(&queue, serde_json::json!({"tenant": "NOT A TENANT", "actor": {"kind": "anonymous", "id": "anonymous", "display_name": "anonymous"}, "correlation_id": "c1", "body": {"job": good.to_string()}})).await;
@@ -209,7 +214,7 @@ on_every_backend! {
 
         let recorder = Recorder::default();
         let layer = RetenantLayer::<_, Job>::new(catalog);
-        let expected = 8;
+        let expected = 9;
         with_worker!(backend, layer, recorder, async {
             let deadline = std::time::Instant::now() + Duration::from_secs(30);
             while store.dead(&queue).await.len() < expected {
@@ -240,6 +245,8 @@ on_every_backend! {
         ] {
             assert!(reasons.iter().any(|r| r.contains(&needle)), "no dead job says {needle:?}: {reasons:#?}");
         }
+        // The bare job and the one whose tenant was removed.
+        assert_eq!(reasons.iter().filter(|r| r.contains("names no tenant")).count(), 2, "{reasons:#?}");
 
         let logs = capture.text();
         assert!(!logs.contains("CANARY"), "the log quotes a payload:\n{logs}");

@@ -19,12 +19,12 @@ use tenancy_core::{
 use tenancy_queue::QueueName;
 use tenancy_test::{Service, operator, unique_tenant};
 
-/// The job every test pushes: the canary ties a run to the push, `tenant` is whom the
+/// The job every test pushes: the canary ties a run to the push, `pushed_for` is whom the
 /// producer pushed it for.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Job {
     pub canary: String,
-    pub tenant: String,
+    pub pushed_for: String,
     /// Fail (with an ordinary error) this many attempts before succeeding.
     #[serde(default)]
     pub fail_attempts: usize,
@@ -40,7 +40,7 @@ impl Job {
     pub fn new(tenant: &TenantId, canary: &str) -> Self {
         Job {
             canary: canary.to_owned(),
-            tenant: tenant.to_string(),
+            pushed_for: tenant.to_string(),
             fail_attempts: 0,
             sleep_ms: 0,
             panic: false,
