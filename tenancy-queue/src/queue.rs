@@ -119,9 +119,15 @@ where
         &self.backend
     }
 
+    /// `job` in the envelope of `ctx` (signed if this queue signs), for pushing many at
+    /// once with the backend's `push_bulk`.
+    pub fn seal(&self, ctx: &TenantContext, job: &T) -> Result<RawJob, Error> {
+        seal(ctx, job, self.key.as_ref())
+    }
+
     /// Pushes `job` for the tenant of `ctx`, with its actor and correlation id.
     pub async fn push(&self, ctx: &TenantContext, job: T) -> Result<(), Error> {
-        let raw = seal(ctx, &job, self.key.as_ref())?;
+        let raw = self.seal(ctx, &job)?;
         let mut backend = self.backend.clone();
         backend.push(raw).await.map_err(|e| {
             Error::with_source(

@@ -355,3 +355,129 @@ on_every_backend! {
         let _ = &store;
     }
 }
+
+on_every_backend! {
+    async fn a_worker_killed_mid_job_leaves_it_to_be_retried_under_the_same_tenant(store, queue, backend) {
+        let (catalog, tenants) = common::catalog(2);
+        let jobs = TenantQueue::<_, Job>::new(backend.clone());
+        let canary = tenancy_test::log::canary("killed");
+        let mut job = Job::new(&tenants[0], &canary);
+        job.sleep_ms = 1_500;
+        jobs.push(&common::ctx(&tenants[0]), job).await.unwrap();
+        let recorder = Recorder::default();
+        let layer = RetenantLayer::<_, Job>::new(catalog);
+
+        // The first worker takes the job and is killed (its future dropped: no ack, no
+        // heartbeat, as when the process dies) while the handler sleeps.
+        let first = WorkerBuilder::new(common::worker_name("doomed"))
+            .backend(backend.clone())
+            .data(recorder.clone())
+            .build(layer.clone().layer(task_fn(handler)));
+        tokio::select! {
+            ended = first.run() => panic!("the first worker ended on its own: {ended:?}"),
+            () = recorder.wait_for(1, Duration::from_secs(30)) => {}
+        }
+        assert_no_tenant_left();
+        assert_eq!(store.done(&queue).await, 0);
+
+        // A second worker finds the orphaned job once the first one's heartbeat is stale.
+        with_worker!(backend, layer, recorder, async {
+            let deadline = std::time::Instant::now() + Duration::from_secs(40);
+            while store.done(&queue).await < 1 {
+                assert!(std::time::Instant::now() < deadline, "the orphaned job never completed: {:?}", recorder.all());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let seen = recorder.all();
+        assert!(seen.len() >= 3, "the job did not run again to the end: {seen:?}");
+        assert!(seen.iter().all(|s| s.canary == canary), "{seen:?}");
+        assert_all_under_their_tenant(&seen);
+        assert_no_tenant_left();
+    }
+
+    async fn a_stopped_worker_finishes_its_in_flight_jobs_under_their_tenants_and_loses_none(store, queue, backend) {
+        let (catalog, tenants) = common::catalog(3);
+        let jobs = TenantQueue::<_, Job>::new(backend.clone());
+        // At most one fetch (the backends fetch 10 at a time), all running at once.
+        let mut pushed = 0;
+        for i in 0..9 {
+            let tenant = &tenants[i % tenants.len()];
+            let mut job = Job::new(tenant, &tenancy_test::log::canary("stop"));
+            job.sleep_ms = 600;
+            jobs.push(&common::ctx(tenant), job).await.unwrap();
+            pushed += 1;
+        }
+        let recorder = Recorder::default();
+        let layer = RetenantLayer::<_, Job>::new(catalog);
+        // Stop as soon as the first job is in flight.
+        with_worker!(backend, layer, recorder, async {
+            recorder.wait_for(1, Duration::from_secs(30)).await;
+        });
+        // Every job that started has finished (recorded again after its sleep), under its
+        // tenant, and is done in the backend; none is lost.
+        let seen = recorder.all();
+        assert_all_under_their_tenant(&seen);
+        let started: std::collections::HashSet<&str> = seen.iter().map(|s| s.canary.as_str()).collect();
+        for canary in &started {
+            assert_eq!(
+                seen.iter().filter(|s| s.canary == *canary).count(),
+                2,
+                "job {canary} was cut short by the stop: {seen:?}"
+            );
+        }
+        assert_eq!(started.len(), pushed, "{seen:?}");
+        assert_eq!(store.done(&queue).await, pushed);
+        assert_no_tenant_left();
+    }
+
+    async fn two_workers_on_many_tenants_never_run_a_job_under_another_jobs_tenant(store, queue, backend) {
+        let (catalog, tenants) = common::catalog(20);
+        let jobs = TenantQueue::<_, Job>::new(backend.clone());
+        let mut canaries = std::collections::HashMap::new();
+        for round in 0..10u64 {
+            for (i, tenant) in tenants.iter().enumerate() {
+                let canary = tenancy_test::log::canary("mix");
+                let mut job = Job::new(tenant, &canary);
+                // Interleave jobs that await (and may resume on another thread) with ones
+                // that do not.
+                job.sleep_ms = (round * 7 + i as u64 * 3) % 25;
+                jobs.push(&common::ctx(tenant), job).await.unwrap();
+                canaries.insert(canary, tenant.clone());
+            }
+        }
+        let recorder = Recorder::default();
+        let layer = RetenantLayer::<_, Job>::new(catalog);
+        // The second worker runs each job on a task of its own, so jobs move between the
+        // runtime's threads; the first polls all its jobs in one task.
+        #[expect(clippy::disallowed_methods, reason = "the spawned future is the worker's own service future: RetenantLayer scopes it inside")]
+        let parallel = WorkerBuilder::new(common::worker_name("parallel"))
+            .backend(backend.clone())
+            .data(recorder.clone())
+            .parallelize(tokio::spawn)
+            .build(layer.clone().layer(task_fn(handler)));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            let _ = stopped.await;
+            Ok::<(), std::io::Error>(())
+        };
+        let (second, ()) = tokio::join!(parallel.run_until(signal), async {
+            with_worker!(backend, layer, recorder, async {
+                let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                while store.done(&queue).await < canaries.len() {
+                    assert!(std::time::Instant::now() < deadline, "{} of {} done", store.done(&queue).await, canaries.len());
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+            let _ = stop.send(());
+        });
+        second.expect("the parallel worker stopped cleanly");
+        let seen = recorder.all();
+        assert_all_under_their_tenant(&seen);
+        for s in &seen {
+            assert_eq!(canaries[&s.canary].as_str(), s.pushed_for, "{s:?}");
+        }
+        let ran: std::collections::HashSet<&str> = seen.iter().map(|s| s.canary.as_str()).collect();
+        assert_eq!(ran.len(), canaries.len());
+        assert_no_tenant_left();
+    }
+}
