@@ -4,12 +4,14 @@
 mod backends;
 mod envelope;
 mod error;
+mod fair;
 mod layer;
 mod queue;
 
 pub use backends::*;
 pub use envelope::{RawJob, SigningKey};
 pub use error::{Error, ErrorKind, Rejection, RejectionKind};
+pub use fair::{FairQueue, tenant_queue_name};
 pub use layer::{ResponseFuture, Retenant, RetenantLayer};
 pub use queue::{QueueName, TenantQueue};
 

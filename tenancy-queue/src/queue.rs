@@ -6,12 +6,12 @@ use std::marker::PhantomData;
 
 use apalis_core::backend::{BackendConfig, TaskSink};
 use serde::Serialize;
-use tenancy_core::TenantContext;
+use tenancy_core::{Actor, Catalog, ErrorKind as CoreErrorKind, TenantContext, TenantId};
 
 use crate::envelope::{RawJob, SigningKey, seal};
 use crate::error::{Error, ErrorKind};
 
-/// A validated queue name: 1 to 64 characters of `[a-z0-9_.:-]`, starting with a letter.
+/// A validated queue name: 1 to 128 characters of `[a-z0-9_.:-]`, starting with a letter.
 ///
 /// apalis names a queue after the Rust type of its jobs unless told otherwise, so renaming
 /// the type would silently move the queue; every constructor here takes the name
@@ -20,10 +20,13 @@ use crate::error::{Error, ErrorKind};
 pub struct QueueName(String);
 
 impl QueueName {
+    /// The longest queue name, in bytes.
+    pub const MAX_LEN: usize = 128;
+
     /// Validates a queue name.
     pub fn new(name: &str) -> Result<Self, Error> {
         let valid = !name.is_empty()
-            && name.len() <= 64
+            && name.len() <= Self::MAX_LEN
             && name.starts_with(|c: char| c.is_ascii_lowercase())
             && name.bytes().all(|b| {
                 b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b':' | b'-')
@@ -32,7 +35,7 @@ impl QueueName {
             return Err(Error::new(
                 ErrorKind::InvalidQueueName,
                 format!(
-                    "queue name {} is invalid: use 1 to 64 characters of [a-z0-9_.:-], \
+                    "queue name {} is invalid: use 1 to 128 characters of [a-z0-9_.:-], \
                      starting with a letter",
                     tenancy_core::quote(name)
                 ),
@@ -136,6 +139,45 @@ where
                 e,
             )
         })
+    }
+
+    /// Pushes one job for each tenant of `tenants` that the catalog admits, each in that
+    /// tenant's envelope with `actor` (a service: the scheduler) and a new correlation id;
+    /// unknown, suspended and archived tenants are skipped. What a scheduled job (an
+    /// apalis-cron tick) calls to fan out per tenant.
+    ///
+    /// Returns the tenants pushed for, in order. A catalog that cannot answer or a failed
+    /// push stops the fan-out with that error; the jobs already pushed stay pushed.
+    pub async fn push_each_active<C, I, F>(
+        &self,
+        catalog: &C,
+        tenants: I,
+        actor: &Actor,
+        mut job: F,
+    ) -> Result<Vec<TenantId>, Error>
+    where
+        C: Catalog,
+        I: IntoIterator<Item = TenantId>,
+        F: FnMut(&TenantContext) -> T,
+    {
+        let mut pushed = Vec::new();
+        for tenant in tenants {
+            match catalog.admit(&tenant).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == CoreErrorKind::CatalogUnavailable => {
+                    return Err(Error::with_source(
+                        ErrorKind::Push,
+                        format!("the catalog could not admit tenant `{tenant}`"),
+                        e,
+                    ));
+                }
+                Err(_) => continue,
+            }
+            let ctx = TenantContext::new(tenant.clone(), actor.clone());
+            self.push(&ctx, job(&ctx)).await?;
+            pushed.push(tenant);
+        }
+        Ok(pushed)
     }
 
     /// Pushes `job` for the tenant in scope: what a job handler uses to push further jobs,

@@ -481,3 +481,112 @@ on_every_backend! {
         assert_no_tenant_left();
     }
 }
+
+type PushFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tenancy_queue::Error>> + Send>>;
+
+/// Pushes a follow-up job for the tenant in scope, as a handler would with
+/// `TenantQueue::push_current`.
+#[derive(Clone)]
+struct FollowUp(std::sync::Arc<dyn Fn(Job) -> PushFuture + Send + Sync>);
+
+/// Records, then pushes `fail_attempts` follow-up jobs (reused as a count here) without
+/// naming a tenant.
+async fn parent(
+    job: Job,
+    ctx: Data<TenantContext>,
+    recorder: Data<Recorder>,
+    follow_up: Data<FollowUp>,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
+    recorder.push(Seen {
+        canary: job.canary.clone(),
+        pushed_for: job.pushed_for.clone(),
+        current: TenantContext::current().ok().map(|c| c.tenant().to_string()),
+        data: ctx.tenant().to_string(),
+        attempt: attempt.current(),
+    });
+    tokio::time::sleep(Duration::from_millis(job.sleep_ms)).await;
+    for i in 0..job.fail_attempts {
+        let mut child = job.clone();
+        child.canary = format!("{}-child{i}", job.canary);
+        child.fail_attempts = 0;
+        let push: &FollowUp = &follow_up;
+        (push.0)(child).await?;
+    }
+    Ok(())
+}
+
+on_every_backend! {
+    async fn follow_up_jobs_run_under_the_tenant_of_the_job_that_pushed_them(store, queue, backend) {
+        let (catalog, tenants) = common::catalog(6);
+        let jobs = TenantQueue::<_, Job>::new(backend.clone());
+        // Outside any scope there is no tenant to pass on: nothing is pushed.
+        let refused = jobs.push_current(Job::new(&tenants[0], "orphan")).await.unwrap_err();
+        assert_eq!(refused.kind(), tenancy_queue::ErrorKind::NoCurrentTenant);
+        for (i, tenant) in tenants.iter().enumerate() {
+            let mut job = Job::new(tenant, &tenancy_test::log::canary("parent"));
+            job.fail_attempts = 3; // three follow-ups each
+            job.sleep_ms = (i as u64 * 5) % 15;
+            jobs.push(&common::ctx(tenant), job).await.unwrap();
+        }
+        let follow_up = {
+            let jobs = jobs.clone();
+            FollowUp(std::sync::Arc::new(move |job| {
+                let jobs = jobs.clone();
+                Box::pin(async move { jobs.push_current(job).await })
+            }))
+        };
+        let recorder = Recorder::default();
+        let layer = RetenantLayer::<_, Job>::new(catalog);
+        let worker = WorkerBuilder::new(common::worker_name("fanout"))
+            .backend(backend.clone())
+            .data(recorder.clone())
+            .data(follow_up)
+            .build(layer.layer(task_fn(parent)));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            let _ = stopped.await;
+            Ok::<(), std::io::Error>(())
+        };
+        let (ran, ()) = tokio::join!(worker.run_until(signal), async {
+            recorder.wait_for(6 * 4, Duration::from_secs(60)).await;
+            let _ = stop.send(());
+        });
+        ran.unwrap();
+        let seen = recorder.all();
+        assert_eq!(seen.iter().filter(|s| s.canary.contains("-child")).count(), 18, "{seen:?}");
+        assert_all_under_their_tenant(&seen);
+        assert_no_tenant_left();
+        let _ = &store;
+    }
+
+    async fn a_scheduled_fan_out_pushes_one_job_per_active_tenant_in_its_envelope(store, queue, backend) {
+        let (catalog, tenants) = common::catalog(5);
+        common::set_status(&catalog, &tenants[1], TenantStatus::Suspended);
+        common::set_status(&catalog, &tenants[3], TenantStatus::Archived);
+        let jobs = TenantQueue::<_, Job>::new(backend.clone());
+        let scheduler = tenancy_core::Actor::service("nightly-report").unwrap();
+        // What an apalis-cron tick's handler does: every tenant the catalog lists.
+        let listed = catalog.list().into_iter().map(|t| t.id);
+        let pushed = jobs
+            .push_each_active(&catalog, listed, &scheduler, |ctx| Job::new(ctx.tenant(), "nightly"))
+            .await
+            .unwrap();
+        let mut expected = vec![tenants[0].clone(), tenants[2].clone(), tenants[4].clone()];
+        expected.sort();
+        assert_eq!(pushed, expected);
+        let recorder = Recorder::default();
+        let layer = RetenantLayer::<_, Job>::new(catalog);
+        with_worker!(backend, layer, recorder, async {
+            recorder.wait_for(3, Duration::from_secs(30)).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        });
+        let seen = recorder.all();
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert_all_under_their_tenant(&seen);
+        let mut ran: Vec<String> = seen.iter().map(|s| s.pushed_for.clone()).collect();
+        ran.sort();
+        assert_eq!(ran, expected.iter().map(ToString::to_string).collect::<Vec<_>>());
+        let _ = &store;
+    }
+}

@@ -1,0 +1,166 @@
+//! The noisy neighbour: tenant A pushes 10,000 slow jobs, then tenant B pushes one. How long
+//! does B's job wait before it starts, on one shared queue and in fair mode (a queue and a
+//! worker per tenant)?
+//!
+//! A "slow" job sleeps 5 ms (scaled down from real work so the bench stays short; B's wait
+//! on the shared queue scales with it linearly). The shared worker may run 16 jobs at
+//! once; in fair mode each tenant's worker may run 8, the same capacity in total. Redis
+//! backend; three runs of each mode, medians reported.
+//!
+//! Run with: `cargo bench -p tenancy-queue --all-features --bench fairness`
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use apalis::prelude::*;
+use serde::{Deserialize, Serialize};
+use tenancy_core::{
+    Actor, InMemoryCatalog, IsolationMode, Placement, ServerName, Tenant, TenantContext, TenantId,
+};
+use tenancy_queue::{FairQueue, QueueName, RawJob, RetenantLayer, TenantQueue};
+use tenancy_test::{Service, operator, unique_tenant};
+
+const BACKLOG: usize = 10_000;
+const SLOW: Duration = Duration::from_millis(5);
+const RUNS: usize = 3;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Job {
+    urgent: bool,
+}
+
+/// When B's job started.
+#[derive(Clone, Default)]
+struct Started(Arc<Mutex<Option<Instant>>>);
+
+async fn slow(job: Job, started: Data<Started>) -> Result<(), BoxDynError> {
+    if job.urgent {
+        *started.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        return Ok(());
+    }
+    tokio::time::sleep(SLOW).await;
+    Ok(())
+}
+
+fn tenant(catalog: &InMemoryCatalog) -> TenantContext {
+    let id: TenantId = unique_tenant("fair");
+    let placement = Placement::new(ServerName::new("embedded").unwrap(), IsolationMode::Database);
+    catalog
+        .create(&operator(), Tenant::new(id.clone(), "Bench firm", placement))
+        .unwrap();
+    TenantContext::new(id, Actor::service("bench").unwrap())
+}
+
+fn median(values: &mut [Duration]) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+async fn cleanup(conn: &apalis_redis::ConnectionManager, prefix: &str) {
+    let mut conn = conn.clone();
+    let keys: Vec<String> = redis::AsyncCommands::keys(&mut conn, format!("{prefix}*")).await.unwrap();
+    for chunk in keys.chunks(1_000) {
+        let () = redis::AsyncCommands::del(&mut conn, chunk).await.unwrap();
+    }
+}
+
+/// Waits until B's job has started; returns how long after `pushed`.
+async fn wait_for_b(started: &Started, pushed: Instant) -> Duration {
+    loop {
+        if let Some(at) = *started.0.lock().unwrap_or_else(PoisonError::into_inner) {
+            return at - pushed;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Runs `$worker` (a built apalis worker) while `$body` runs; stops it after.
+macro_rules! while_running {
+    ($worker:expr, $body:expr) => {{
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            let _ = stopped.await;
+            Ok::<(), std::io::Error>(())
+        };
+        let (ran, out) = tokio::join!($worker.run_until(signal), async {
+            let out = $body.await;
+            let _ = stop.send(());
+            out
+        });
+        ran.unwrap();
+        out
+    }};
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let conn = apalis_redis::connect(Service::Redis.require()).await.unwrap();
+    let config = apalis_redis::Config::default();
+    let mut shared_waits = Vec::new();
+    let mut fair_waits = Vec::new();
+    for _ in 0..RUNS {
+        // One shared queue.
+        let catalog = InMemoryCatalog::new();
+        let (a, b) = (tenant(&catalog), tenant(&catalog));
+        let name = QueueName::new(unique_tenant("fair").as_str()).unwrap();
+        let backend = tenancy_queue::redis(conn.clone(), &name, config.clone());
+        let queue = TenantQueue::<_, Job>::new(backend.clone());
+        let started = Started::default();
+        let worker = WorkerBuilder::new(format!("shared-{name}"))
+            .backend(backend.clone())
+            .data(started.clone())
+            .concurrency(16)
+            .build(RetenantLayer::<_, Job>::new(catalog.clone()).layer(task_fn(slow)));
+        let wait = while_running!(worker, async {
+            let backlog: Vec<RawJob> = (0..BACKLOG).map(|_| queue.seal(&a, &Job { urgent: false }).unwrap()).collect();
+            let mut raw = backend.clone();
+            raw.push_bulk(backlog).await.unwrap();
+            let pushed = Instant::now();
+            queue.push(&b, Job { urgent: true }).await.unwrap();
+            wait_for_b(&started, pushed).await
+        });
+        shared_waits.push(wait);
+        cleanup(&conn, &format!("{name}:")).await;
+
+        // Fair mode: a queue and a worker per tenant.
+        let base = QueueName::new(unique_tenant("fair").as_str()).unwrap();
+        let fair = FairQueue::<_, Job>::new(base.clone(), |name: &QueueName| {
+            tenancy_queue::redis(conn.clone(), name, config.clone())
+        })
+        .unwrap();
+        let started = Started::default();
+        let worker_of = |ctx: &TenantContext| {
+            WorkerBuilder::new(format!("fair-{}", unique_tenant("w")))
+                .backend(fair.backend_for(ctx.tenant()))
+                .data(started.clone())
+                .concurrency(8)
+                .build(RetenantLayer::<_, Job>::new(catalog.clone()).layer(task_fn(slow)))
+        };
+        let (worker_a, worker_b) = (worker_of(&a), worker_of(&b));
+        let wait = while_running!(worker_a, async {
+            while_running!(worker_b, async {
+                let backlog: Vec<RawJob> = (0..BACKLOG)
+                    .map(|_| TenantQueue::<_, Job>::new(fair.backend_for(a.tenant())).seal(&a, &Job { urgent: false }).unwrap())
+                    .collect();
+                let mut raw = fair.backend_for(a.tenant());
+                raw.push_bulk(backlog).await.unwrap();
+                let pushed = Instant::now();
+                fair.push(&b, Job { urgent: true }).await.unwrap();
+                wait_for_b(&started, pushed).await
+            })
+        });
+        fair_waits.push(wait);
+        cleanup(&conn, &format!("{base}.")).await;
+    }
+    let shared = median(&mut shared_waits);
+    let fair = median(&mut fair_waits);
+    println!(
+        "\nB's one job behind A's {BACKLOG} jobs of {SLOW:?} each (Redis, {RUNS} runs, median wait until B's job starts)"
+    );
+    println!("  one shared queue, a worker running 16 at once     {shared:>10.1?}   (runs: {shared_waits:.1?})");
+    println!("  fair mode: a queue and a worker (8 at once) each  {fair:>10.1?}   (runs: {fair_waits:.1?})");
+    println!(
+        "  B waits {:.0}x less in fair mode",
+        shared.as_secs_f64() / fair.as_secs_f64().max(1e-6)
+    );
+}
