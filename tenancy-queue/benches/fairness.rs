@@ -44,9 +44,15 @@ async fn slow(job: Job, started: Data<Started>) -> Result<(), BoxDynError> {
 
 fn tenant(catalog: &InMemoryCatalog) -> TenantContext {
     let id: TenantId = unique_tenant("fair");
-    let placement = Placement::new(ServerName::new("embedded").unwrap(), IsolationMode::Database);
+    let placement = Placement::new(
+        ServerName::new("embedded").unwrap(),
+        IsolationMode::Database,
+    );
     catalog
-        .create(&operator(), Tenant::new(id.clone(), "Bench firm", placement))
+        .create(
+            &operator(),
+            Tenant::new(id.clone(), "Bench firm", placement),
+        )
         .unwrap();
     TenantContext::new(id, Actor::service("bench").unwrap())
 }
@@ -58,7 +64,9 @@ fn median(values: &mut [Duration]) -> Duration {
 
 async fn cleanup(conn: &apalis_redis::ConnectionManager, prefix: &str) {
     let mut conn = conn.clone();
-    let keys: Vec<String> = redis::AsyncCommands::keys(&mut conn, format!("{prefix}*")).await.unwrap();
+    let keys: Vec<String> = redis::AsyncCommands::keys(&mut conn, format!("{prefix}*"))
+        .await
+        .unwrap();
     for chunk in keys.chunks(1_000) {
         let () = redis::AsyncCommands::del(&mut conn, chunk).await.unwrap();
     }
@@ -94,7 +102,9 @@ macro_rules! while_running {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let conn = apalis_redis::connect(Service::Redis.require()).await.unwrap();
+    let conn = apalis_redis::connect(Service::Redis.require())
+        .await
+        .unwrap();
     let config = apalis_redis::Config::default();
     let mut shared_waits = Vec::new();
     let mut fair_waits = Vec::new();
@@ -112,7 +122,9 @@ async fn main() {
             .concurrency(16)
             .build(RetenantLayer::<_, Job>::new(catalog.clone()).layer(task_fn(slow)));
         let wait = while_running!(worker, async {
-            let backlog: Vec<RawJob> = (0..BACKLOG).map(|_| queue.seal(&a, &Job { urgent: false }).unwrap()).collect();
+            let backlog: Vec<RawJob> = (0..BACKLOG)
+                .map(|_| queue.seal(&a, &Job { urgent: false }).unwrap())
+                .collect();
             let mut raw = backend.clone();
             raw.push_bulk(backlog).await.unwrap();
             let pushed = Instant::now();
@@ -140,7 +152,11 @@ async fn main() {
         let wait = while_running!(worker_a, async {
             while_running!(worker_b, async {
                 let backlog: Vec<RawJob> = (0..BACKLOG)
-                    .map(|_| TenantQueue::<_, Job>::new(fair.backend_for(a.tenant())).seal(&a, &Job { urgent: false }).unwrap())
+                    .map(|_| {
+                        TenantQueue::<_, Job>::new(fair.backend_for(a.tenant()))
+                            .seal(&a, &Job { urgent: false })
+                            .unwrap()
+                    })
                     .collect();
                 let mut raw = fair.backend_for(a.tenant());
                 raw.push_bulk(backlog).await.unwrap();
@@ -157,8 +173,12 @@ async fn main() {
     println!(
         "\nB's one job behind A's {BACKLOG} jobs of {SLOW:?} each (Redis, {RUNS} runs, median wait until B's job starts)"
     );
-    println!("  one shared queue, a worker running 16 at once     {shared:>10.1?}   (runs: {shared_waits:.1?})");
-    println!("  fair mode: a queue and a worker (8 at once) each  {fair:>10.1?}   (runs: {fair_waits:.1?})");
+    println!(
+        "  one shared queue, a worker running 16 at once     {shared:>10.1?}   (runs: {shared_waits:.1?})"
+    );
+    println!(
+        "  fair mode: a queue and a worker (8 at once) each  {fair:>10.1?}   (runs: {fair_waits:.1?})"
+    );
     println!(
         "  B waits {:.0}x less in fair mode",
         shared.as_secs_f64() / fair.as_secs_f64().max(1e-6)

@@ -87,7 +87,10 @@ macro_rules! compare {
                     let backend = $tenanted(&queue);
                     let jobs = TenantQueue::<_, Job>::new(backend.clone());
                     let sealed: Vec<RawJob> = (0..JOBS)
-                        .map(|n| jobs.seal(&contexts[n % TENANTS], &Job { n: n as u64 }).unwrap())
+                        .map(|n| {
+                            jobs.seal(&contexts[n % TENANTS], &Job { n: n as u64 })
+                                .unwrap()
+                        })
                         .collect();
                     let mut raw = backend.clone();
                     raw.push_bulk(sealed).await.expect("push");
@@ -106,9 +109,18 @@ macro_rules! compare {
             "\n{} ({JOBS} jobs per run, {ROUNDS} rounds, trivial handler, {TENANTS} tenants)",
             $title
         );
-        println!("  plain apalis worker      {:>9.0} jobs/s (median)", median(&mut plain_rates));
-        println!("  with RetenantLayer       {:>9.0} jobs/s (median)", median(&mut layer_rates));
-        println!("  throughput ratio         {:>9.3}x (median of paired rounds; goal >= 0.95x)", median(&mut ratios));
+        println!(
+            "  plain apalis worker      {:>9.0} jobs/s (median)",
+            median(&mut plain_rates)
+        );
+        println!(
+            "  with RetenantLayer       {:>9.0} jobs/s (median)",
+            median(&mut layer_rates)
+        );
+        println!(
+            "  throughput ratio         {:>9.3}x (median of paired rounds; goal >= 0.95x)",
+            median(&mut ratios)
+        );
     }};
 }
 
@@ -117,9 +129,15 @@ fn tenants() -> (InMemoryCatalog, Vec<TenantContext>) {
     let contexts = (0..TENANTS)
         .map(|_| {
             let id: TenantId = unique_tenant("bench");
-            let placement = Placement::new(ServerName::new("embedded").unwrap(), IsolationMode::Database);
+            let placement = Placement::new(
+                ServerName::new("embedded").unwrap(),
+                IsolationMode::Database,
+            );
             catalog
-                .create(&operator(), Tenant::new(id.clone(), "Bench firm", placement))
+                .create(
+                    &operator(),
+                    Tenant::new(id.clone(), "Bench firm", placement),
+                )
                 .unwrap();
             TenantContext::new(id, Actor::service("bench").unwrap())
         })
@@ -149,12 +167,16 @@ async fn main() {
     }
 
     // Redis.
-    let conn = apalis_redis::connect(Service::Redis.require()).await.unwrap();
+    let conn = apalis_redis::connect(Service::Redis.require())
+        .await
+        .unwrap();
     let cleanup = |q: &QueueName| {
         let mut conn = conn.clone();
         let pattern = format!("{q}:*");
         async move {
-            let keys: Vec<String> = redis::AsyncCommands::keys(&mut conn, pattern).await.unwrap();
+            let keys: Vec<String> = redis::AsyncCommands::keys(&mut conn, pattern)
+                .await
+                .unwrap();
             if !keys.is_empty() {
                 let () = redis::AsyncCommands::del(&mut conn, keys).await.unwrap();
             }

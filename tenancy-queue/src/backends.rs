@@ -14,8 +14,7 @@ pub fn sqlite(
     queue: &QueueName,
     config: apalis_sqlite::Config,
 ) -> apalis_sqlite::SqliteStorage<RawJob> {
-    apalis_sqlite::SqliteStorage::new(pool)
-        .with_config(config.queue(queue.as_str()))
+    apalis_sqlite::SqliteStorage::new(pool).with_config(config.queue(queue.as_str()))
 }
 
 /// A Redis queue named `queue` (the name in `config` is replaced) over `conn` (from `apalis_redis::connect(url)`).
@@ -25,8 +24,7 @@ pub fn redis(
     queue: &QueueName,
     config: apalis_redis::Config,
 ) -> apalis_redis::RedisStorage<RawJob> {
-    apalis_redis::RedisStorage::new(conn)
-        .with_config(config.queue(queue.as_str()))
+    apalis_redis::RedisStorage::new(conn).with_config(config.queue(queue.as_str()))
 }
 
 /// A PostgreSQL queue named `queue` (the name in `config` is replaced) in the database of `pool` (run
@@ -38,6 +36,5 @@ pub fn postgres(
     queue: &QueueName,
     config: apalis_postgres::Config,
 ) -> apalis_postgres::PostgresStorage<RawJob> {
-    apalis_postgres::PostgresStorage::new(pool)
-        .with_config(config.queue(queue.as_str()))
+    apalis_postgres::PostgresStorage::new(pool).with_config(config.queue(queue.as_str()))
 }

@@ -376,9 +376,15 @@ mod tests {
         let body = wire.split_once(",\"actor\"").unwrap().1;
         assert_eq!(kind("[1,2]", None), RejectionKind::MalformedEnvelope);
         assert_eq!(kind("\"acme\"", None), RejectionKind::MalformedEnvelope);
-        assert_eq!(kind(&format!("{{\"actor\"{body}"), None), RejectionKind::MissingTenant);
         assert_eq!(
-            kind(&format!("{{\"tenant\":\"acme\",\"tenant\":\"evil\",\"actor\"{body}"), None),
+            kind(&format!("{{\"actor\"{body}"), None),
+            RejectionKind::MissingTenant
+        );
+        assert_eq!(
+            kind(
+                &format!("{{\"tenant\":\"acme\",\"tenant\":\"evil\",\"actor\"{body}"),
+                None
+            ),
             RejectionKind::DuplicateTenant
         );
         assert_eq!(
@@ -390,7 +396,10 @@ mod tests {
             RejectionKind::MalformedTenant
         );
         assert_eq!(
-            kind(&format!("{{\"tenant\":\"acme\",\"extra\":1,\"actor\"{body}"), None),
+            kind(
+                &format!("{{\"tenant\":\"acme\",\"extra\":1,\"actor\"{body}"),
+                None
+            ),
             RejectionKind::MalformedEnvelope
         );
         let twice = wire.replacen("{\"tenant\"", "{\"body\":null,\"tenant\"", 1);

@@ -228,4 +228,3 @@ impl<R> fmt::Debug for ResponseFuture<R> {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
-

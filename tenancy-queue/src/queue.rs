@@ -29,7 +29,9 @@ impl QueueName {
             && name.len() <= Self::MAX_LEN
             && name.starts_with(|c: char| c.is_ascii_lowercase())
             && name.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b':' | b'-')
+                b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || matches!(b, b'_' | b'.' | b':' | b'-')
             });
         if !valid {
             return Err(Error::new(

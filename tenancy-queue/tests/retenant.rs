@@ -482,7 +482,8 @@ on_every_backend! {
     }
 }
 
-type PushFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tenancy_queue::Error>> + Send>>;
+type PushFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tenancy_queue::Error>> + Send>>;
 
 /// Pushes a follow-up job for the tenant in scope, as a handler would with
 /// `TenantQueue::push_current`.
@@ -501,7 +502,9 @@ async fn parent(
     recorder.push(Seen {
         canary: job.canary.clone(),
         pushed_for: job.pushed_for.clone(),
-        current: TenantContext::current().ok().map(|c| c.tenant().to_string()),
+        current: TenantContext::current()
+            .ok()
+            .map(|c| c.tenant().to_string()),
         data: ctx.tenant().to_string(),
         attempt: attempt.current(),
     });

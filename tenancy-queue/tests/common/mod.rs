@@ -64,11 +64,17 @@ pub struct Recorder(Arc<Mutex<Vec<Seen>>>);
 
 impl Recorder {
     pub fn push(&self, seen: Seen) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(seen);
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(seen);
     }
 
     pub fn all(&self) -> Vec<Seen> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub fn len(&self) -> usize {
@@ -91,7 +97,10 @@ impl Recorder {
 }
 
 pub fn ctx(tenant: &TenantId) -> TenantContext {
-    TenantContext::new(tenant.clone(), Actor::user("u-1", "Jane Doe").expect("a valid actor"))
+    TenantContext::new(
+        tenant.clone(),
+        Actor::user("u-1", "Jane Doe").expect("a valid actor"),
+    )
 }
 
 /// A catalog with `n` active tenants, and their ids.
@@ -111,7 +120,9 @@ pub fn catalog(n: usize) -> (InMemoryCatalog, Vec<TenantId>) {
 }
 
 pub fn set_status(catalog: &InMemoryCatalog, id: &TenantId, status: TenantStatus) {
-    catalog.set_status(&operator(), id, status).expect("a known tenant");
+    catalog
+        .set_status(&operator(), id, status)
+        .expect("a known tenant");
 }
 
 pub fn queue_name() -> QueueName {
@@ -161,7 +172,9 @@ impl Store {
     pub async fn postgres() -> Store {
         let admin = Service::Postgres.require();
         let database = unique_tenant("tq").as_str().replace('-', "_");
-        let server = sqlx::PgPool::connect(&admin).await.expect("connect to PostgreSQL");
+        let server = sqlx::PgPool::connect(&admin)
+            .await
+            .expect("connect to PostgreSQL");
         // The name is a validated tenant id with `-` made `_`: letters, digits and `_` only.
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
             .execute(&server)
@@ -317,7 +330,10 @@ impl Store {
             }
             Store::Redis { conn } => {
                 let mut conn = conn.clone();
-                let ids: Vec<String> = conn.smembers(format!("{queue}:dead")).await.expect("SMEMBERS");
+                let ids: Vec<String> = conn
+                    .smembers(format!("{queue}:dead"))
+                    .await
+                    .expect("SMEMBERS");
                 let mut dead = Vec::new();
                 for id in ids {
                     let meta: HashMap<String, String> = conn
@@ -385,20 +401,19 @@ impl Store {
                 database,
             } => {
                 pool.close().await;
-                let server = sqlx::PgPool::connect(&admin).await.expect("connect to PostgreSQL");
+                let server = sqlx::PgPool::connect(&admin)
+                    .await
+                    .expect("connect to PostgreSQL");
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
                 )))
-                    .execute(&server)
-                    .await
-                    .expect("drop the test database");
+                .execute(&server)
+                .await
+                .expect("drop the test database");
                 server.close().await;
             }
             Store::Redis { mut conn } => {
-                let keys: Vec<String> = conn
-                    .keys(format!("{queue}:*"))
-                    .await
-                    .expect("KEYS");
+                let keys: Vec<String> = conn.keys(format!("{queue}:*")).await.expect("KEYS");
                 if !keys.is_empty() {
                     let () = conn.del(keys).await.expect("DEL");
                 }
