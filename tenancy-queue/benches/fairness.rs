@@ -35,6 +35,7 @@ struct Started(Arc<Mutex<Option<Instant>>>);
 
 async fn slow(job: Job, started: Data<Started>) -> Result<(), BoxDynError> {
     if job.urgent {
+        let started: &Started = &started;
         *started.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         return Ok(());
     }

@@ -38,6 +38,7 @@ struct Counter(Arc<AtomicUsize>);
 
 async fn trivial(job: Job, worker: WorkerContext, count: Data<Counter>) -> Result<(), BoxDynError> {
     std::hint::black_box(job.n);
+    let count: &Counter = &count;
     if count.0.fetch_add(1, Ordering::Relaxed) + 1 == JOBS {
         worker.stop()?;
     }
