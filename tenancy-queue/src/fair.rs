@@ -27,7 +27,12 @@ pub fn tenant_queue_name(base: &QueueName, tenant: &TenantId) -> Result<QueueNam
     QueueName::new(&format!("{base}.{tenant}"))
 }
 
-/// Pushes each job onto its tenant's own queue; see the [module docs](self).
+/// Fair mode: pushes each job onto its tenant's own queue, `{base}.{tenant}`.
+///
+/// Start a worker per active tenant on [`FairQueue::backend_for`], each behind a
+/// [`RetenantLayer`](crate::RetenantLayer) as usual and with the concurrency one tenant may
+/// use: a tenant with 10,000 jobs waiting then delays only itself. This suits up to a few
+/// hundred active tenants per process (each worker polls its own queue).
 ///
 /// `make` opens the backend of one queue, for example
 /// `|name| tenancy_queue::redis(conn.clone(), name, Config::default())`.
