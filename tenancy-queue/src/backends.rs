@@ -1,9 +1,7 @@
 //! Backends for tenant-aware queues, each under an explicit queue name and carrying
 //! [`RawJob`]s: SQLite (embedded, the default), Redis and PostgreSQL.
 
-#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 use crate::envelope::RawJob;
-#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 use crate::queue::QueueName;
 
 /// A SQLite queue named `queue` (the name in `config` is replaced) in the database of `pool` (run

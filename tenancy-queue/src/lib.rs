@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 mod backends;
 mod envelope;
 mod error;
@@ -8,6 +9,7 @@ mod fair;
 mod layer;
 mod queue;
 
+#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 pub use backends::*;
 pub use envelope::{RawJob, SigningKey};
 pub use error::{Error, ErrorKind, Rejection, RejectionKind};
