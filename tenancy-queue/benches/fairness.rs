@@ -75,7 +75,12 @@ async fn cleanup(conn: &apalis_redis::ConnectionManager, prefix: &str) {
 
 /// Waits until B's job has started; returns how long after `pushed`.
 async fn wait_for_b(started: &Started, pushed: Instant) -> Duration {
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
+        assert!(
+            Instant::now() < deadline,
+            "B's job did not start within 120 s"
+        );
         if let Some(at) = *started.0.lock().unwrap_or_else(PoisonError::into_inner) {
             return at - pushed;
         }
@@ -122,16 +127,16 @@ async fn main() {
             .data(started.clone())
             .concurrency(16)
             .build(RetenantLayer::<_, Job>::new(catalog.clone()).layer(task_fn(slow)));
-        let wait = while_running!(worker, async {
-            let backlog: Vec<RawJob> = (0..BACKLOG)
-                .map(|_| queue.seal(&a, &Job { urgent: false }).unwrap())
-                .collect();
-            let mut raw = backend.clone();
-            raw.push_bulk(backlog).await.unwrap();
-            let pushed = Instant::now();
-            queue.push(&b, Job { urgent: true }).await.unwrap();
-            wait_for_b(&started, pushed).await
-        });
+        // A's backlog, then B's one job, then the worker starts (apalis-redis picks up jobs
+        // pushed to a running worker only when it next polls its scheduled set).
+        let backlog: Vec<RawJob> = (0..BACKLOG)
+            .map(|_| queue.seal(&a, &Job { urgent: false }).unwrap())
+            .collect();
+        let mut raw = backend.clone();
+        raw.push_bulk(backlog).await.unwrap();
+        let pushed = Instant::now();
+        queue.push(&b, Job { urgent: true }).await.unwrap();
+        let wait = while_running!(worker, wait_for_b(&started, pushed));
         shared_waits.push(wait);
         cleanup(&conn, &format!("{name}:")).await;
 
@@ -150,21 +155,16 @@ async fn main() {
                 .build(RetenantLayer::<_, Job>::new(catalog.clone()).layer(task_fn(slow)))
         };
         let (worker_a, worker_b) = (worker_of(&a), worker_of(&b));
+        let a_queue = TenantQueue::<_, Job>::new(fair.backend_for(a.tenant()));
+        let backlog: Vec<RawJob> = (0..BACKLOG)
+            .map(|_| a_queue.seal(&a, &Job { urgent: false }).unwrap())
+            .collect();
+        let mut raw = fair.backend_for(a.tenant());
+        raw.push_bulk(backlog).await.unwrap();
+        let pushed = Instant::now();
+        fair.push(&b, Job { urgent: true }).await.unwrap();
         let wait = while_running!(worker_a, async {
-            while_running!(worker_b, async {
-                let backlog: Vec<RawJob> = (0..BACKLOG)
-                    .map(|_| {
-                        TenantQueue::<_, Job>::new(fair.backend_for(a.tenant()))
-                            .seal(&a, &Job { urgent: false })
-                            .unwrap()
-                    })
-                    .collect();
-                let mut raw = fair.backend_for(a.tenant());
-                raw.push_bulk(backlog).await.unwrap();
-                let pushed = Instant::now();
-                fair.push(&b, Job { urgent: true }).await.unwrap();
-                wait_for_b(&started, pushed).await
-            })
+            while_running!(worker_b, wait_for_b(&started, pushed))
         });
         fair_waits.push(wait);
         cleanup(&conn, &format!("{base}.")).await;

@@ -146,8 +146,76 @@ fn tenants() -> (InMemoryCatalog, Vec<TenantContext>) {
     (catalog, contexts)
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+/// The layer's own cost per job, with no backend: decoding a plain job and calling the
+/// handler's service, vs decoding an envelope and calling it through `Retenant`.
+fn layer_alone() {
+    use tenancy_test::bench::Comparison;
+    use tower::{Layer as _, Service as _, ServiceExt as _};
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (catalog, contexts) = tenants();
+    let pool = runtime
+        .block_on(sqlx::SqlitePool::connect("sqlite::memory:"))
+        .unwrap();
+    let name = QueueName::new("layer-alone").unwrap();
+    let queue = TenantQueue::<_, Job>::new(tenancy_queue::sqlite(
+        &pool,
+        &name,
+        apalis_sqlite::Config::default(),
+    ));
+    let plain_bytes: Vec<Vec<u8>> = (0..TENANTS as u64)
+        .map(|n| serde_json::to_vec(&Job { n }).unwrap())
+        .collect();
+    let sealed_bytes: Vec<Vec<u8>> = (0..TENANTS)
+        .map(|n| {
+            serde_json::to_vec(&queue.seal(&contexts[n], &Job { n: n as u64 }).unwrap()).unwrap()
+        })
+        .collect();
+    let handler = tower::service_fn(|task: Task<Job>| async move {
+        std::hint::black_box(task.args.n);
+        Ok::<(), BoxDynError>(())
+    });
+    let mut plain = handler;
+    let mut tenanted = RetenantLayer::<_, Job>::new(catalog).layer(handler);
+    let (mut i, mut j) = (0usize, 0usize);
+    Comparison::new("the layer alone, per job (decode + call; no backend)")
+        .rounds(15)
+        .iterations(20_000)
+        .baseline("plain: decode the job, call the handler", || {
+            i = (i + 1) % TENANTS;
+            let job: Job = serde_json::from_slice(&plain_bytes[i]).unwrap();
+            let task = TaskBuilder::new(job).build();
+            runtime
+                .block_on(async { plain.ready().await?.call(task).await })
+                .unwrap();
+        })
+        .variant(
+            "RetenantLayer: decode the envelope, admit, scope, call",
+            || {
+                j = (j + 1) % TENANTS;
+                let raw: RawJob = serde_json::from_slice(&sealed_bytes[j]).unwrap();
+                let task = TaskBuilder::new(raw).build();
+                runtime
+                    .block_on(async { tenanted.ready().await?.call(task).await })
+                    .unwrap();
+            },
+        )
+        .run();
+}
+
+fn main() {
+    layer_alone();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(workers());
+}
+
+async fn workers() {
     // SQLite, the embedded default.
     let path = std::env::temp_dir().join(format!("{}.sqlite", unique_tenant("bench")));
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display()))
