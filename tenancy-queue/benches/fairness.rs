@@ -4,8 +4,10 @@
 //!
 //! A "slow" job sleeps 5 ms (scaled down from real work so the bench stays short; B's wait
 //! on the shared queue scales with it linearly). The shared worker may run 16 jobs at
-//! once; in fair mode each tenant's worker may run 8, the same capacity in total. Redis
-//! backend; three runs of each mode, medians reported.
+//! once; in fair mode each tenant's worker may run 8, the same capacity in total. SQLite
+//! backend (the embedded default; on apalis-redis 1.0 jobs pushed in bulk sat in its
+//! scheduled set unfetched here, see BENCHMARKS.md); three runs of each mode, medians
+//! reported. The backlog and B's job are pushed before the workers start.
 //!
 //! Run with: `cargo bench -p tenancy-queue --all-features --bench fairness`
 
@@ -18,7 +20,7 @@ use tenancy_core::{
     Actor, InMemoryCatalog, IsolationMode, Placement, ServerName, Tenant, TenantContext, TenantId,
 };
 use tenancy_queue::{FairQueue, QueueName, RawJob, RetenantLayer, TenantQueue};
-use tenancy_test::{Service, operator, unique_tenant};
+use tenancy_test::{operator, unique_tenant};
 
 const BACKLOG: usize = 10_000;
 const SLOW: Duration = Duration::from_millis(5);
@@ -33,7 +35,16 @@ struct Job {
 #[derive(Clone, Default)]
 struct Started(Arc<Mutex<Option<Instant>>>);
 
-async fn slow(job: Job, started: Data<Started>) -> Result<(), BoxDynError> {
+/// The worker's capacity: how many jobs run at once, taken by the handler (the worker
+/// itself fetches as fast as it can).
+#[derive(Clone)]
+struct Slots(Arc<tokio::sync::Semaphore>);
+
+async fn slow(job: Job, started: Data<Started>, slots: Data<Slots>) -> Result<(), BoxDynError> {
+    let slots: &Slots = &slots;
+    // Tokio's semaphore is first come, first served: jobs take slots in the order the
+    // worker fetched them.
+    let _slot = slots.0.acquire().await?;
     if job.urgent {
         let started: &Started = &started;
         *started.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
@@ -61,16 +72,6 @@ fn tenant(catalog: &InMemoryCatalog) -> TenantContext {
 fn median(values: &mut [Duration]) -> Duration {
     values.sort();
     values[values.len() / 2]
-}
-
-async fn cleanup(conn: &apalis_redis::ConnectionManager, prefix: &str) {
-    let mut conn = conn.clone();
-    let keys: Vec<String> = redis::AsyncCommands::keys(&mut conn, format!("{prefix}*"))
-        .await
-        .unwrap();
-    for chunk in keys.chunks(1_000) {
-        let () = redis::AsyncCommands::del(&mut conn, chunk).await.unwrap();
-    }
 }
 
 /// Waits until B's job has started; returns how long after `pushed`.
@@ -108,10 +109,12 @@ macro_rules! while_running {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let conn = apalis_redis::connect(Service::Redis.require())
+    let path = std::env::temp_dir().join(format!("{}.sqlite", unique_tenant("fair")));
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display()))
         .await
         .unwrap();
-    let config = apalis_redis::Config::default();
+    apalis_sqlite::SqliteStorage::setup(&pool).await.unwrap();
+    let config = apalis_sqlite::Config::default();
     let mut shared_waits = Vec::new();
     let mut fair_waits = Vec::new();
     for _ in 0..RUNS {
@@ -119,16 +122,15 @@ async fn main() {
         let catalog = InMemoryCatalog::new();
         let (a, b) = (tenant(&catalog), tenant(&catalog));
         let name = QueueName::new(unique_tenant("fair").as_str()).unwrap();
-        let backend = tenancy_queue::redis(conn.clone(), &name, config.clone());
+        let backend = tenancy_queue::sqlite(&pool, &name, config.clone());
         let queue = TenantQueue::<_, Job>::new(backend.clone());
         let started = Started::default();
         let worker = WorkerBuilder::new(format!("shared-{name}"))
             .backend(backend.clone())
             .data(started.clone())
-            .concurrency(16)
+            .data(Slots(Arc::new(tokio::sync::Semaphore::new(16))))
             .build(RetenantLayer::<_, Job>::new(catalog.clone()).layer(task_fn(slow)));
-        // A's backlog, then B's one job, then the worker starts (apalis-redis picks up jobs
-        // pushed to a running worker only when it next polls its scheduled set).
+        // A's backlog, then B's one job, then the worker starts.
         let backlog: Vec<RawJob> = (0..BACKLOG)
             .map(|_| queue.seal(&a, &Job { urgent: false }).unwrap())
             .collect();
@@ -138,12 +140,11 @@ async fn main() {
         queue.push(&b, Job { urgent: true }).await.unwrap();
         let wait = while_running!(worker, wait_for_b(&started, pushed));
         shared_waits.push(wait);
-        cleanup(&conn, &format!("{name}:")).await;
 
         // Fair mode: a queue and a worker per tenant.
         let base = QueueName::new(unique_tenant("fair").as_str()).unwrap();
         let fair = FairQueue::<_, Job>::new(base.clone(), |name: &QueueName| {
-            tenancy_queue::redis(conn.clone(), name, config.clone())
+            tenancy_queue::sqlite(&pool, name, config.clone())
         })
         .unwrap();
         let started = Started::default();
@@ -151,7 +152,7 @@ async fn main() {
             WorkerBuilder::new(format!("fair-{}", unique_tenant("w")))
                 .backend(fair.backend_for(ctx.tenant()))
                 .data(started.clone())
-                .concurrency(8)
+                .data(Slots(Arc::new(tokio::sync::Semaphore::new(8))))
                 .build(RetenantLayer::<_, Job>::new(catalog.clone()).layer(task_fn(slow)))
         };
         let (worker_a, worker_b) = (worker_of(&a), worker_of(&b));
@@ -167,12 +168,15 @@ async fn main() {
             while_running!(worker_b, wait_for_b(&started, pushed))
         });
         fair_waits.push(wait);
-        cleanup(&conn, &format!("{base}.")).await;
+    }
+    pool.close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
     let shared = median(&mut shared_waits);
     let fair = median(&mut fair_waits);
     println!(
-        "\nB's one job behind A's {BACKLOG} jobs of {SLOW:?} each (Redis, {RUNS} runs, median wait until B's job starts)"
+        "\nB's one job behind A's {BACKLOG} jobs of {SLOW:?} each (SQLite, {RUNS} runs, median wait until B's job starts)"
     );
     println!(
         "  one shared queue, a worker running 16 at once     {shared:>10.1?}   (runs: {shared_waits:.1?})"
