@@ -153,6 +153,7 @@ fn layer_alone() {
     use tower::{Layer as _, Service as _, ServiceExt as _};
 
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .unwrap();
     let (catalog, contexts) = tenants();
