@@ -25,7 +25,6 @@ use tenancy_queue::{QueueName, RawJob, RetenantLayer, TenantQueue};
 use tenancy_test::{Service, operator, unique_tenant};
 
 const JOBS: usize = 2_000;
-const ROUNDS: usize = 9;
 const TENANTS: usize = 10;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,7 +68,8 @@ macro_rules! drain {
 /// One backend's comparison: `$plain(queue)` and `$tenanted(queue)` make a plain and a
 /// `RawJob` backend on a queue; `$cleanup(queue)` removes it.
 macro_rules! compare {
-    ($title:expr, $plain:expr, $tenanted:expr, $cleanup:expr) => {{
+    ($title:expr, $rounds:expr, $plain:expr, $tenanted:expr, $cleanup:expr) => {{
+        const ROUNDS: usize = $rounds;
         let (catalog, contexts) = tenants();
         let mut plain_rates = Vec::new();
         let mut layer_rates = Vec::new();
@@ -226,6 +226,7 @@ async fn workers() {
     let config = apalis_sqlite::Config::default();
     compare!(
         "SQLite",
+        11,
         |q: &QueueName| apalis_sqlite::SqliteStorage::<Job>::new(&pool)
             .with_config(config.clone().queue(q.as_str())),
         |q: &QueueName| tenancy_queue::sqlite(&pool, q, config.clone()),
@@ -254,6 +255,7 @@ async fn workers() {
     };
     compare!(
         "Redis",
+        31,
         |q: &QueueName| apalis_redis::RedisStorage::<Job>::new(conn.clone())
             .with_config(apalis_redis::Config::default().queue(q.as_str())),
         |q: &QueueName| tenancy_queue::redis(conn.clone(), q, apalis_redis::Config::default()),
