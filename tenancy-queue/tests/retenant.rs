@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use apalis::prelude::*;
 use common::{Job, Recorder, Seen, Store};
+use futures::FutureExt as _;
 use tenancy_core::{TenantContext, TenantStatus};
 use tenancy_queue::{RejectionKind, RetenantLayer, SigningKey, TenantQueue};
 
@@ -73,8 +74,12 @@ macro_rules! on_every_backend {
                 let $store = Store::sqlite().await;
                 let $queue = common::queue_name();
                 let $backend = tenancy_queue::sqlite($store.sqlite_pool(), &$queue, sqlite_config());
-                $body
+                // Clean up even when the scenario fails, then fail.
+                let outcome = std::panic::AssertUnwindSafe(async { $body }).catch_unwind().await;
                 $store.cleanup(&$queue).await;
+                if let Err(panic) = outcome {
+                    std::panic::resume_unwind(panic);
+                }
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,8 +87,12 @@ macro_rules! on_every_backend {
                 let $store = Store::redis().await;
                 let $queue = common::queue_name();
                 let $backend = tenancy_queue::redis($store.redis_conn(), &$queue, redis_config());
-                $body
+                // Clean up even when the scenario fails, then fail.
+                let outcome = std::panic::AssertUnwindSafe(async { $body }).catch_unwind().await;
                 $store.cleanup(&$queue).await;
+                if let Err(panic) = outcome {
+                    std::panic::resume_unwind(panic);
+                }
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,8 +100,12 @@ macro_rules! on_every_backend {
                 let $store = Store::postgres().await;
                 let $queue = common::queue_name();
                 let $backend = tenancy_queue::postgres($store.pg_pool(), &$queue, postgres_config());
-                $body
+                // Clean up even when the scenario fails, then fail.
+                let outcome = std::panic::AssertUnwindSafe(async { $body }).catch_unwind().await;
                 $store.cleanup(&$queue).await;
+                if let Err(panic) = outcome {
+                    std::panic::resume_unwind(panic);
+                }
             }
         }
     )*};
