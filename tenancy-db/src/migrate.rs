@@ -166,6 +166,46 @@ impl Migrations {
     pub fn latest(&self) -> u32 {
         self.list.last().map_or(0, Migration::version)
     }
+
+    /// A fingerprint of the migrations' content: SHA-256, in hex, of every version, name
+    /// and SQL of every dialect. Two lists with the same fingerprint make the same tenants,
+    /// so a migrated template is reused under it (`Platform::create_tenant` copies it) and
+    /// test deployments are shared under it; a changed SQL text changes it.
+    ///
+    /// ```
+    /// use tenancy_db::{Migration, Migrations};
+    ///
+    /// let v1 = Migrations::new(vec![Migration::new(1, "records").sqlite("CREATE TABLE r (id integer)")])?;
+    /// let edited = Migrations::new(vec![Migration::new(1, "records").sqlite("CREATE TABLE r (id int)")])?;
+    /// assert_eq!(v1.fingerprint().len(), 64);
+    /// assert_ne!(v1.fingerprint(), edited.fingerprint());
+    /// # Ok::<(), tenancy_db::Error>(())
+    /// ```
+    pub fn fingerprint(&self) -> String {
+        let mut hash = Sha256::new();
+        for migration in self.list.iter() {
+            hash.update(migration.version.to_be_bytes());
+            // Each text is length-prefixed, and a missing dialect differs from an empty
+            // one, so no two lists hash the same input.
+            let texts = [
+                Some(migration.name.as_str()),
+                migration.postgres.as_deref(),
+                migration.row_level.as_deref(),
+                migration.sqlite.as_deref(),
+            ];
+            for text in texts {
+                match text {
+                    Some(text) => {
+                        hash.update([1]);
+                        hash.update((text.len() as u64).to_be_bytes());
+                        hash.update(text.as_bytes());
+                    }
+                    None => hash.update([0]),
+                }
+            }
+        }
+        hex(&hash.finalize())
+    }
 }
 
 /// What a migration run was applied to.
@@ -418,5 +458,31 @@ mod tests {
                 .latest(),
             5
         );
+    }
+
+    #[test]
+    fn fingerprints_follow_every_part_of_the_content() {
+        let base = || Migration::new(1, "records").postgres("CREATE TABLE r ()");
+        let print = |list: Vec<Migration>| Migrations::new(list).unwrap().fingerprint();
+        let original = print(vec![base()]);
+        assert_eq!(original, print(vec![base()]), "deterministic");
+        let changed = [
+            print(vec![
+                Migration::new(2, "records").postgres("CREATE TABLE r ()"),
+            ]),
+            print(vec![
+                Migration::new(1, "record").postgres("CREATE TABLE r ()"),
+            ]),
+            print(vec![base().row_level("")]),
+            print(vec![base().sqlite("CREATE TABLE r ()")]),
+            print(vec![
+                Migration::new(1, "records").row_level("CREATE TABLE r ()"),
+            ]),
+            print(vec![base(), Migration::new(2, "more")]),
+            Migrations::none().fingerprint(),
+        ];
+        for (i, other) in changed.iter().enumerate() {
+            assert_ne!(&original, other, "change {i} kept the fingerprint");
+        }
     }
 }

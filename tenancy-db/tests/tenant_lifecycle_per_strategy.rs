@@ -304,3 +304,163 @@ async fn operations_are_attributed_in_the_platform_log() {
         .await
         .unwrap();
 }
+
+/// Migrations one step past [`records`]: a `closed` column, in every dialect.
+fn records_v2() -> tenancy_db::Migrations {
+    let mut list: Vec<tenancy_db::Migration> = records().iter().cloned().collect();
+    list.push(
+        tenancy_db::Migration::new(2, "closed")
+            .postgres("ALTER TABLE records ADD COLUMN closed text")
+            .row_level("ALTER TABLE records ADD COLUMN closed text")
+            .sqlite("ALTER TABLE records ADD COLUMN closed text"),
+    );
+    tenancy_db::Migrations::new(list).expect("valid migrations")
+}
+
+#[tokio::test]
+async fn sqlite_tenants_are_copies_of_a_template_migrated_once_per_content() {
+    let fixture = TestDb::new(Backend::Sqlite, records()).await;
+    let dir = std::env::temp_dir().join(format!("tenancy-test-{}", fixture.prefix()));
+    let template = |migrations: &tenancy_db::Migrations| {
+        dir.join(format!(
+            "{}__template{}.sqlite3",
+            fixture.prefix(),
+            &migrations.fingerprint()[..12]
+        ))
+    };
+    let acme = fixture.tenant("acme", IsolationMode::Database).await;
+    add_record(&fixture.db, &acme, 1, "acme's record").await;
+    assert!(template(&records()).is_file(), "the template file is made");
+
+    // Tenants never write to the template: the next copy starts empty.
+    let globex = fixture.tenant("globex", IsolationMode::Database).await;
+    assert!(all_titles(&fixture.db, &globex).await.is_empty());
+
+    // A row planted in the template by hand reaches the next tenant: tenants are copies of
+    // it, not migrated from scratch.
+    let planted =
+        tenancy_db::rusqlite::Connection::open(template(&records())).expect("the template");
+    planted
+        .execute("INSERT INTO records (id, title) VALUES (7, 'planted')", [])
+        .expect("a row in the template");
+    planted
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .expect("checkpointed");
+    drop(planted);
+    let copy = fixture.tenant("copy", IsolationMode::Database).await;
+    assert_eq!(all_titles(&fixture.db, &copy).await, ["planted"]);
+
+    // Another content, another template: a handle at version 2 makes tenants with the new
+    // column, and leaves the first template as it was.
+    let v2 = fixture.reopen(records_v2());
+    let id = unique_tenant("newer");
+    let placement = Placement::new(fixture.server().clone(), IsolationMode::Database);
+    v2.platform()
+        .create_tenant(&operator(), id.clone(), "newer", placement)
+        .await
+        .expect("a tenant at version 2");
+    assert!(template(&records_v2()).is_file());
+    let newer = TenantContext::new(id, Actor::user("u-1", "User").expect("an actor"));
+    let mut tx = v2.transaction(&newer).await.expect("a transaction");
+    tx.execute(
+        "INSERT INTO records (id, title, closed) VALUES (1, 'a', 'yes')",
+        &[],
+    )
+    .await
+    .expect("the version 2 column exists");
+    tx.commit().await.expect("committed");
+    let old =
+        tenancy_db::rusqlite::Connection::open(template(&records())).expect("the first template");
+    let columns: i64 = old
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('records') WHERE name = 'closed'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("its columns");
+    assert_eq!(columns, 0, "the version 1 template is untouched");
+}
+
+async fn template_mark(
+    admin: &tenancy_test::db::SuperuserClient,
+    template_db: &str,
+) -> Option<String> {
+    admin
+        .query_one(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+            &[&template_db],
+        )
+        .await
+        .expect("the template's comment")
+        .get(0)
+}
+
+#[tokio::test]
+async fn postgres_template_is_marked_with_its_migrations_and_not_reconnected() {
+    let fixture = TestDb::new(Backend::Postgres, records()).await;
+    let template_db = format!("{}__template", fixture.prefix());
+    let admin = fixture.superuser("postgres").await;
+    fixture.tenant("first", IsolationMode::Database).await;
+    let expected = format!("tenancy-db migrations {}", records().fingerprint());
+    assert_eq!(
+        template_mark(&admin, &template_db).await.as_deref(),
+        Some(expected.as_str())
+    );
+
+    // Another handle (another process, say) with the same migrations reads the mark and
+    // never connects to the template: with connections to it refused, it still creates a
+    // tenant from it.
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{template_db}\" WITH ALLOW_CONNECTIONS false"
+        ))
+        .await
+        .expect("connections to the template refused");
+    let same = fixture.reopen(records());
+    let placement = Placement::new(fixture.server().clone(), IsolationMode::Database);
+    same.platform()
+        .create_tenant(
+            &operator(),
+            unique_tenant("same"),
+            "same",
+            placement.clone(),
+        )
+        .await
+        .expect("a tenant made from the marked template without connecting to it");
+
+    // A handle with other migrations must migrate the template, so it connects: refused
+    // here, which shows that the mark is what spared the connection above.
+    let newer = fixture.reopen(records_v2());
+    let refused = newer
+        .platform()
+        .create_tenant(
+            &operator(),
+            unique_tenant("newer"),
+            "newer",
+            placement.clone(),
+        )
+        .await
+        .expect_err("the template needed migrating and refuses connections");
+    assert!(
+        tenancy_test::error_chain(&refused).contains("not currently accepting connections"),
+        "{}",
+        tenancy_test::error_chain(&refused)
+    );
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{template_db}\" WITH ALLOW_CONNECTIONS true"
+        ))
+        .await
+        .expect("connections allowed again");
+    let newer = fixture.reopen(records_v2());
+    newer
+        .platform()
+        .create_tenant(&operator(), unique_tenant("newer"), "newer", placement)
+        .await
+        .expect("a tenant at version 2");
+    let expected = format!("tenancy-db migrations {}", records_v2().fingerprint());
+    assert_eq!(
+        template_mark(&admin, &template_db).await.as_deref(),
+        Some(expected.as_str())
+    );
+}

@@ -1,4 +1,4 @@
-//! Run with: cargo bench -p tenancy-storage --bench put_get
+//! Run with: cargo bench -p tenancy-storage --features s3 --bench put_get
 //!
 //! Put and get of a small (4 KiB) and a large (16 MiB) object through a `TenantBucket`,
 //! and the same through raw aws-sdk-s3 calls on the same server, interleaved round by round

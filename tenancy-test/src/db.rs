@@ -13,14 +13,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tenancy_core::{Actor, IsolationMode, Placement, ServerName, TenantContext, TenantId};
 use tenancy_db::{DbConfig, Migration, Migrations, Secret, TenantDb, rls, tokio_postgres};
-use tenancy_pool::PoolsConfig;
 
 use crate::services::Service;
+pub use crate::template::{
+    SuperuserClient, connect, deployment_prefix, embedded_dir, run_detached, test_pool,
+};
 use crate::tenants::{operator, unique_tenant};
 
 /// The credential secret of test deployments. Test servers trust local connections, so it
 /// is never checked; it exists because PostgreSQL deployments require one.
-pub const TEST_SECRET: &str = "tenancy-test-secret-not-for-production-use";
+pub const TEST_SECRET: &str = crate::template::TEST_SECRET;
 
 /// Minutes since 2026-01-01, the epoch of fixture prefixes.
 fn minute_now() -> u64 {
@@ -153,14 +155,6 @@ impl std::fmt::Debug for TestDb {
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
-}
-
-/// The pool limits of fixtures: small, so parallel tests stay well under the test
-/// server's `max_connections`.
-pub fn test_pool() -> PoolsConfig {
-    let mut pool = PoolsConfig::with_max_connections(10);
-    pool.max_connections_per_pool = 4;
-    pool
 }
 
 impl TestDb {
@@ -303,48 +297,6 @@ impl TestDb {
     }
 }
 
-/// A superuser connection, with its driver task; closed when dropped.
-pub struct SuperuserClient {
-    client: tokio_postgres::Client,
-    driver: tokio::task::JoinHandle<()>,
-}
-
-impl std::fmt::Debug for SuperuserClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SuperuserClient").finish_non_exhaustive()
-    }
-}
-
-impl std::ops::Deref for SuperuserClient {
-    type Target = tokio_postgres::Client;
-
-    fn deref(&self) -> &tokio_postgres::Client {
-        &self.client
-    }
-}
-
-impl Drop for SuperuserClient {
-    fn drop(&mut self) {
-        self.driver.abort();
-    }
-}
-
-/// Connects with `config`, driving the connection on the current runtime.
-pub async fn connect(config: &tokio_postgres::Config) -> SuperuserClient {
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connecting to the test PostgreSQL server failed: {e}"));
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "a connection driver serves no tenant and needs no scope"
-    )]
-    let driver = tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    SuperuserClient { client, driver }
-}
-
 impl Drop for TestDb {
     fn drop(&mut self) {
         match self.backend {
@@ -352,14 +304,7 @@ impl Drop for TestDb {
                 let prefix = self.prefix.clone();
                 // Runs on its own thread and runtime: this drop may happen inside the test's
                 // runtime, or while a panic unwinds.
-                let cleanup = std::thread::spawn(move || {
-                    tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("a runtime for cleanup")
-                        .block_on(drop_prefix(&Service::Postgres.url(), &prefix));
-                });
-                let _ = cleanup.join();
+                run_detached(async move { drop_prefix(&Service::Postgres.url(), &prefix).await });
             }
             Backend::Sqlite => {
                 if let Some(dir) = &self.data_dir {

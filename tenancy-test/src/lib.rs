@@ -1,38 +1,46 @@
-//! Test support shared by every `tenancy` crate's tests and benchmarks.
-//!
-//! - [`unique_tenant`]: a tenant id no other test, and no other run, uses, so tests can
-//!   share one PostgreSQL, Redis and S3 server.
-//! - [`naming`]: the naming prefix of everything tests create, so leftovers of a crashed run
-//!   are recognisable (and removable) by their `tt` prefix.
-//! - [`Service`]: where each test service listens, and [`Service::require`], which fails a
-//!   test with a message naming the service and how to start it, instead of skipping.
-//! - [`operator`]: a platform context for fixtures.
-//! - [`bench`](mod@bench): a side-by-side benchmark harness that prints ratios.
-//! - `db` (feature `db`): a prepared `TenantDb` per test, torn down when the test ends.
-//! - `log` (feature `log`): a `MakeWriter` that captures log output, and canary strings.
-//! - `redis` (feature `redis`): a Redis server of the test's own, which it may stop.
-//! - `storage` (feature `storage`): a `TenantStorage` per test on the test S3 server or in
-//!   a temporary directory, its buckets removed when the test ends; an S3 server of a
-//!   test's own to stop mid-test.
+#![doc = include_str!("../README.md")]
 
-pub mod bench;
-#[cfg(feature = "db")]
-pub mod db;
-#[cfg(feature = "log")]
-pub mod log;
-#[cfg(feature = "redis")]
-pub mod redis;
+mod canary;
 mod services;
-#[cfg(feature = "storage")]
-pub mod storage;
+#[cfg(feature = "db")]
+mod template;
 mod tenants;
 
+pub use canary::Canaries;
 pub use services::Service;
-pub use tenants::{TEST_PREFIX, naming, operator, unique_tenant};
+#[cfg(feature = "db")]
+pub use template::{TestTenant, TestTenants};
+pub use tenants::{operator, unique_tenant};
+
+/// The `tenancy-db` this crate was built with, so tests name the same types.
+#[cfg(feature = "db")]
+pub use tenancy_db;
+
+// Not part of the API: the helpers the tenancy crates' own tests and benchmarks share.
+#[cfg(feature = "internal")]
+#[doc(hidden)]
+pub mod bench;
+#[cfg(all(feature = "internal", feature = "db"))]
+#[doc(hidden)]
+pub mod db;
+#[cfg(feature = "log")]
+#[doc(hidden)]
+pub mod log;
+#[cfg(feature = "redis")]
+#[doc(hidden)]
+pub mod redis;
+#[cfg(feature = "storage")]
+#[doc(hidden)]
+pub mod storage;
+#[cfg(feature = "internal")]
+#[doc(hidden)]
+pub use tenants::{TEST_PREFIX, naming};
 
 /// Every message of `error` and its sources, joined with `: ` as `anyhow` prints them with
 /// `{:#}`: what a person reads in a log. Tests assert on this, since each layer's message
 /// says only what failed there and the details are in the causes.
+#[cfg(feature = "internal")]
+#[doc(hidden)]
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut chain = error.to_string();
     let mut source = error.source();

@@ -8,16 +8,18 @@ use tenancy_core::naming::Naming;
 use tenancy_core::{Actor, PlatformContext, TenantId};
 
 /// The naming prefix of every database, role, schema, bucket and key prefix tests create.
+#[cfg_attr(not(feature = "internal"), allow(unreachable_pub))]
 pub const TEST_PREFIX: &str = "tt";
 
 /// Naming for test resources: everything derived with it starts with `tt`.
+#[cfg_attr(not(feature = "internal"), allow(unreachable_pub, dead_code))]
 pub fn naming() -> Naming {
     Naming::new(TEST_PREFIX).expect("the test prefix is valid")
 }
 
 /// A short id for this test process: base-36 of the time and process id, so two runs (or
 /// two test binaries of one run) never hand out the same tenant.
-fn run_id() -> &'static str {
+pub(crate) fn run_id() -> &'static str {
     static RUN: OnceLock<String> = OnceLock::new();
     RUN.get_or_init(|| {
         let nanos = SystemTime::now()

@@ -165,9 +165,9 @@ pub(crate) struct PgServer {
     /// The connections set aside for the catalog, on the server that holds it.
     catalog_pools: Option<TenantPools<Target, PgManager>>,
     /// Held while the template database is migrated or copied (PostgreSQL refuses to copy
-    /// a template another session is connected to); holds the version it was last
-    /// migrated to by this process.
-    pub(crate) template: tokio::sync::Mutex<Option<u32>>,
+    /// a template another session is connected to); holds the fingerprint of the
+    /// migrations this process last found it at.
+    pub(crate) template: tokio::sync::Mutex<Option<String>>,
     admin_url: String,
 }
 

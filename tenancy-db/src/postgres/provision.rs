@@ -18,6 +18,8 @@ use crate::transaction::Tx;
 const DUPLICATE_OBJECT: &str = "42710";
 const DUPLICATE_DATABASE: &str = "42P04";
 const DUPLICATE_SCHEMA: &str = "42P06";
+/// The start of the template database's comment, before the migrations' fingerprint.
+const TEMPLATE_MARK: &str = "tenancy-db migrations ";
 /// "source database is being accessed by other users".
 const OBJECT_IN_USE: &str = "55006";
 
@@ -332,22 +334,66 @@ impl PgServer {
         outcome
     }
 
-    /// Brings the template up to date, unless this process already did.
+    /// Brings the template up to date, unless it already is.
+    ///
+    /// The template database carries the fingerprint of the migrations it was brought to
+    /// as its comment, read from the admin connection: a process that finds its own
+    /// migrations there connects to the template not at all, so it never makes another
+    /// process's `CREATE DATABASE .. TEMPLATE` wait (PostgreSQL refuses to copy a template
+    /// any session is connected to). Within a process, the check is made once per content.
     pub(crate) async fn migrate_template(
         &self,
         migrations: &Migrations,
     ) -> (Vec<u32>, Option<Error>) {
         let mut migrated = self.template.lock().await;
-        if *migrated == Some(migrations.latest()) {
+        let fingerprint = migrations.fingerprint();
+        if migrated.as_deref() == Some(fingerprint.as_str()) {
             return (Vec::new(), None);
         }
-        let outcome = self
+        let mark = format!("{TEMPLATE_MARK}{fingerprint}");
+        match self.template_mark().await {
+            Ok(found) if found.as_deref() == Some(mark.as_str()) => {
+                *migrated = Some(fingerprint);
+                return (Vec::new(), None);
+            }
+            Ok(_) => {}
+            Err(error) => return (Vec::new(), Some(error)),
+        }
+        let (applied, error) = self
             .migrate_database(migrations, Dialect::Postgres, &self.names.template_db, None)
             .await;
-        if outcome.1.is_none() {
-            *migrated = Some(migrations.latest());
+        if error.is_some() {
+            return (applied, error);
         }
-        outcome
+        let marked = self
+            .admin(
+                "marking the template with its migrations",
+                &format!(
+                    "COMMENT ON DATABASE {} IS {}",
+                    ident(&self.names.template_db),
+                    literal(&mark)
+                ),
+            )
+            .await;
+        if let Err(error) = marked {
+            return (applied, Some(error));
+        }
+        *migrated = Some(fingerprint);
+        (applied, None)
+    }
+
+    /// The template database's comment: the fingerprint of its migrations, once marked.
+    async fn template_mark(&self) -> Result<Option<String>, Error> {
+        let connection = self.connection(&Target::Admin).await?;
+        let row = connection
+            .query_opt(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database \
+                 WHERE datname = $1",
+                &[&self.names.template_db],
+            )
+            .await
+            .map_err(|e| Error::postgres("reading the template's mark", e))?;
+        Ok(row.and_then(|row| row.get::<_, Option<String>>(0)))
     }
 
     /// Migrates the tenant's own database, schema or (row-level) the shared tables.
@@ -629,6 +675,13 @@ impl PgServer {
         let tx = self
             .begin(&Self::owner_of(&self.names.shared_db), Binding::Connection)
             .await?;
+        // Append-only tables (tenancy-audit's trail) refuse every DELETE but this one: the
+        // owner's, in a transaction that names the tenant being dropped.
+        tx.execute(
+            "SELECT set_config('tenancy.dropping_tenant', $1, true)",
+            &[id.as_str().into()],
+        )
+        .await?;
         // Every fenced table, in every schema: the ones row-level security keeps apart by
         // `tenant_id`. Tables only: a view's rows are its tables'. A schema tenant's own
         // table with a `tenant_id` column is not fenced, and not touched.

@@ -9,6 +9,7 @@ mod transaction;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_sync::SyncWrapper;
@@ -27,6 +28,9 @@ use crate::error::Error;
 pub(crate) enum FileKey {
     Tenant(TenantId),
     Platform,
+    /// The template new tenant files are copied from, by the first characters of the
+    /// fingerprint of the migrations it was brought to.
+    Template(Arc<str>),
 }
 
 impl fmt::Display for FileKey {
@@ -34,6 +38,7 @@ impl fmt::Display for FileKey {
         match self {
             FileKey::Tenant(id) => write!(f, "tenant `{id}`"),
             FileKey::Platform => f.write_str("the platform file"),
+            FileKey::Template(_) => f.write_str("the template file"),
         }
     }
 }
@@ -111,6 +116,9 @@ pub(crate) struct SqliteServer {
     pub(crate) dir: PathBuf,
     pub(crate) naming: Naming,
     pub(crate) pools: TenantPools<FileKey, FileManager>,
+    /// The fingerprint of the migrations this process last brought the template to; held
+    /// while it is migrated.
+    pub(crate) template: tokio::sync::Mutex<Option<String>>,
 }
 
 impl fmt::Debug for SqliteServer {
@@ -131,9 +139,9 @@ impl SqliteServer {
         };
         let pools = TenantPools::new(config.pool.clone(), move |key: &FileKey| FileManager {
             path: paths.path(key),
-            // Only the platform file is created on first use; tenant files are created by
-            // provisioning.
-            create: matches!(key, FileKey::Platform),
+            // Only the platform and template files are created on first use; tenant files
+            // are created by provisioning.
+            create: matches!(key, FileKey::Platform | FileKey::Template(_)),
         })
         .map_err(Error::from_pool)?;
         Ok(SqliteServer {
@@ -141,6 +149,7 @@ impl SqliteServer {
             dir,
             naming,
             pools,
+            template: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -161,8 +170,9 @@ impl SqliteServer {
     }
 }
 
-/// The file names of a data directory: `{prefix}_{tenant}.sqlite3` and
-/// `{prefix}__platform.sqlite3`, derived like every other tenant name.
+/// The file names of a data directory: `{prefix}_{tenant}.sqlite3`,
+/// `{prefix}__platform.sqlite3` and `{prefix}__template{fingerprint}.sqlite3`, derived like
+/// every other tenant name.
 struct FilePaths {
     dir: PathBuf,
     naming: Naming,
@@ -173,6 +183,9 @@ impl FilePaths {
         let stem = match key {
             FileKey::Tenant(id) => self.naming.sql_name(id),
             FileKey::Platform => self.naming.platform_sql_name("platform"),
+            FileKey::Template(fingerprint) => self
+                .naming
+                .platform_sql_name(&format!("template{fingerprint}")),
         };
         self.dir.join(format!("{stem}.sqlite3"))
     }

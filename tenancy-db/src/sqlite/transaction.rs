@@ -23,7 +23,7 @@ pub(crate) struct SqliteTransaction {
     failed: AtomicBool,
 }
 
-fn interact_failed(error: InteractError) -> Error {
+pub(super) fn interact_failed(error: InteractError) -> Error {
     Error::new(
         ErrorKind::Transaction,
         format!("the SQLite connection's worker failed: {error}"),
