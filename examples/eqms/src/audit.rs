@@ -14,12 +14,12 @@
 
 use std::path::{Path, PathBuf};
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use tenancy_audit::{AuditTrail, Entry, Event, IsolationEvidence, Scope};
 use tenancy_core::TenantContext;
 use tenancy_db::Transaction;
@@ -141,6 +141,9 @@ fn pack(from: &Path, bundle: &str, to: &Path) -> std::io::Result<()> {
     let mut builder = tar::Builder::new(std::io::BufWriter::new(file));
     builder.mode(tar::HeaderMode::Deterministic);
     builder.append_dir_all(bundle, from)?;
-    builder.into_inner()?.into_inner().map_err(|error| error.into_error())?;
+    builder
+        .into_inner()?
+        .into_inner()
+        .map_err(|error| error.into_error())?;
     Ok(())
 }

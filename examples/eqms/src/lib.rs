@@ -430,9 +430,9 @@ impl fmt::Display for ApiError {
                 "the attachment name {} is not one path segment; name it without `/`",
                 tenancy_core::quote(name)
             ),
-            ApiError::Export(_) => f.write_str(
-                "the audit bundle could not be packed; check the data directory's disk",
-            ),
+            ApiError::Export(_) => {
+                f.write_str("the audit bundle could not be packed; check the data directory's disk")
+            }
         }
     }
 }
