@@ -107,7 +107,13 @@ pub(crate) async fn export(
 
     let (from, to) = (dir.0.clone(), tar_file.0.clone());
     let bundle = format!("audit-{}", ctx.tenant());
-    tokio::task::spawn_blocking(move || pack(&from, &bundle, &to))
+    let scope = ctx.clone();
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the closure enters the request's tenant scope itself"
+    )]
+    let packing = tokio::task::spawn_blocking(move || scope.in_scope(|| pack(&from, &bundle, &to)));
+    packing
         .await
         .map_err(|error| ApiError::Export(std::io::Error::other(error)))?
         .map_err(ApiError::Export)?;
