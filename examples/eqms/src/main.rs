@@ -53,6 +53,15 @@ async fn main() -> Result<(), StartError> {
     println!(
         "  curl -H 'Host: {beta}.localhost:{port}' -H 'x-user: {omar}' {base}/api/capas/<id of an {acme} CAPA>   # 404"
     );
+    println!(
+        "  curl -H 'Host: {acme}.localhost:{port}' -H 'x-user: {jane}' {base}/api/capas/<id>/history"
+    );
+    println!(
+        "  curl -H 'Host: {acme}.localhost:{port}' -H 'x-user: {jane}' -o audit.tar {base}/api/audit/export   # tar xf audit.tar"
+    );
+    println!(
+        "  curl -T report.pdf -H 'Host: {acme}.localhost:{port}' -H 'x-user: {jane}' {base}/api/capas/<id>/attachments/report.pdf"
+    );
     println!("  curl {base}/health");
     println!(
         "  curl -H 'content-type: application/json' \\\n    \
