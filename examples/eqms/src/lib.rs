@@ -13,9 +13,12 @@
 //!
 //! Each later layer issue wires its layer (cache, logs, jobs, storage, audit) into this app.
 
+pub mod attachments;
+pub mod audit;
+
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use axum::extract::{Path as UrlPath, Request, State};
@@ -34,6 +37,7 @@ use tenancy_core::{
     Actor, IsolationMode, Placement, PlatformContext, ServerName, TenantContext, TenantId,
 };
 use tenancy_db::{DbConfig, Migration, Migrations, TenantDb};
+use tenancy_storage::{StorageConfig, TenantStorage};
 
 /// The header the stand-in authentication reads the user id from. A real deployment
 /// replaces [`authenticate`] with its session or token check; nothing else changes.
@@ -82,6 +86,7 @@ pub fn migrations() -> Migrations {
                     created_by text NOT NULL
                 )",
             ),
+        tenancy_audit::migration(2),
     ])
     .expect("the migrations are well formed")
 }
@@ -220,6 +225,8 @@ pub struct Eqms {
     db: TenantDb,
     directory: Directory,
     operator: PlatformContext,
+    storage: TenantStorage,
+    exports: PathBuf,
 }
 
 /// Why the app could not start.
@@ -227,8 +234,18 @@ pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Eqms {
     /// Opens (or creates) the tenant databases under `data_dir` and seeds the demo tenants
-    /// that are not there yet, each with its user and one CAPA.
+    /// that are not there yet, each with its user and one CAPA. Attachments go to a
+    /// directory per tenant under `data_dir` ([`attachments::local_storage`]).
     pub async fn open(data_dir: &Path) -> Result<Eqms, StartError> {
+        Eqms::open_with(data_dir, attachments::local_storage(data_dir)).await
+    }
+
+    /// Like [`Eqms::open`], with the tenants' buckets where `storage` says
+    /// ([`attachments::storage_config`]).
+    pub async fn open_with(data_dir: &Path, storage: StorageConfig) -> Result<Eqms, StartError> {
+        let storage = TenantStorage::new(storage)?;
+        let exports = data_dir.join("exports");
+        std::fs::create_dir_all(&exports)?;
         let db = TenantDb::new(DbConfig::embedded(data_dir), migrations())?;
         let operator = PlatformContext::new(Actor::service("eqms-setup")?)?;
         db.platform().prepare(&operator).await?;
@@ -245,11 +262,18 @@ impl Eqms {
             db,
             directory,
             operator,
+            storage,
+            exports,
         };
         for (n, (tenant, firm, user, user_name, first_capa)) in DEMO_TENANTS.iter().enumerate() {
             let id: TenantId = tenant.parse()?;
             eqms.directory.add_member(user, user_name, &id);
             if existing.contains(&id) {
+                // Re-run: finishes a bucket an interrupted start did not make.
+                eqms.storage
+                    .platform()
+                    .create_bucket(&eqms.operator, &id)
+                    .await?;
                 continue;
             }
             eqms.create_tenant(id.clone(), firm).await?;
@@ -273,16 +297,25 @@ impl Eqms {
         &self.db
     }
 
-    async fn create_tenant(&self, id: TenantId, firm: &str) -> Result<(), tenancy_db::Error> {
+    /// The tenants' buckets (for tests that look behind the API).
+    pub fn storage(&self) -> &TenantStorage {
+        &self.storage
+    }
+
+    async fn create_tenant(&self, id: TenantId, firm: &str) -> Result<(), ApiError> {
         let placement = Placement::new(
             ServerName::new(DbConfig::EMBEDDED).expect("a valid server name"),
             IsolationMode::Database,
         );
         self.db
             .platform()
-            .create_tenant(&self.operator, id, firm, placement)
-            .await
-            .map(drop)
+            .create_tenant(&self.operator, id.clone(), firm, placement)
+            .await?;
+        self.storage
+            .platform()
+            .create_bucket(&self.operator, &id)
+            .await?;
+        Ok(())
     }
 
     /// The service: tenant routes under `/api` behind the tenant layers, and the routes
@@ -296,6 +329,13 @@ impl Eqms {
             .route("/capas", get(list_capas).post(create_capa))
             .route("/capas/{id}", get(read_capa))
             .route("/capas/{id}/status", put(change_status))
+            .route("/capas/{id}/history", get(audit::history))
+            .route("/audit/export", get(audit::export))
+            .route("/capas/{id}/attachments", get(attachments::list))
+            .route(
+                "/capas/{id}/attachments/{name}",
+                get(attachments::get).put(attachments::put),
+            )
             // Inner to outer: membership, then authentication, then the tenant.
             .layer(RequireMemberLayer::new(self.directory.clone()).refuse_with(refusal_page))
             .layer(middleware::from_fn_with_state(
@@ -363,6 +403,14 @@ pub enum ApiError {
     Closed,
     /// The tenant has a CAPA with this reference already.
     DuplicateReference(String),
+    /// The audit trail refused or failed; the change was not made.
+    Audit(tenancy_audit::Error),
+    /// The tenant's bucket refused or failed.
+    Storage(tenancy_storage::Error),
+    /// An attachment name that is not one path segment.
+    InvalidName(String),
+    /// The export bundle could not be packed.
+    Export(std::io::Error),
 }
 
 impl fmt::Display for ApiError {
@@ -375,6 +423,16 @@ impl fmt::Display for ApiError {
                 "a CAPA with reference {} exists already; choose another reference",
                 tenancy_core::quote(reference)
             ),
+            ApiError::Audit(error) => fmt::Display::fmt(error, f),
+            ApiError::Storage(error) => fmt::Display::fmt(error, f),
+            ApiError::InvalidName(name) => write!(
+                f,
+                "the attachment name {} is not one path segment; name it without `/`",
+                tenancy_core::quote(name)
+            ),
+            ApiError::Export(_) => {
+                f.write_str("the audit bundle could not be packed; check the data directory's disk")
+            }
         }
     }
 }
@@ -383,7 +441,10 @@ impl std::error::Error for ApiError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ApiError::Db(error) => error.source(),
-            ApiError::Closed | ApiError::DuplicateReference(_) => None,
+            ApiError::Audit(error) => error.source(),
+            ApiError::Storage(error) => error.source(),
+            ApiError::Export(error) => Some(error),
+            ApiError::Closed | ApiError::DuplicateReference(_) | ApiError::InvalidName(_) => None,
         }
     }
 }
@@ -393,6 +454,13 @@ impl HttpError for ApiError {
         match self {
             ApiError::Db(error) => error.class(),
             ApiError::Closed | ApiError::DuplicateReference(_) => ErrorClass::Conflict,
+            ApiError::Audit(error) => match error.kind() {
+                tenancy_audit::ErrorKind::InvalidEvent => ErrorClass::BadRequest,
+                _ => ErrorClass::Internal,
+            },
+            ApiError::Storage(error) => error.class(),
+            ApiError::InvalidName(_) => ErrorClass::BadRequest,
+            ApiError::Export(_) => ErrorClass::Internal,
         }
     }
 }
@@ -400,6 +468,18 @@ impl HttpError for ApiError {
 impl From<tenancy_db::Error> for ApiError {
     fn from(error: tenancy_db::Error) -> Self {
         ApiError::Db(error)
+    }
+}
+
+impl From<tenancy_audit::Error> for ApiError {
+    fn from(error: tenancy_audit::Error) -> Self {
+        ApiError::Audit(error)
+    }
+}
+
+impl From<tenancy_storage::Error> for ApiError {
+    fn from(error: tenancy_storage::Error) -> Self {
+        ApiError::Storage(error)
     }
 }
 
@@ -411,13 +491,19 @@ impl IntoResponse for ApiError {
 
 const CAPA_COLUMNS: &str = "id, reference, title, status, created_by";
 
-async fn insert_capa(
-    db: &TenantDb,
-    ctx: &TenantContext,
-    capa: &NewCapa,
-) -> Result<Capa, tenancy_db::Error> {
+async fn insert_capa(db: &TenantDb, ctx: &TenantContext, capa: &NewCapa) -> Result<Capa, ApiError> {
     let id = uuid::Uuid::new_v4().to_string();
     let mut tx = db.transaction(ctx).await?;
+    // The entry first, in the change's transaction: a change that then fails (a duplicate
+    // reference) takes its entry with it when the transaction rolls back.
+    let record = Capa {
+        id: id.clone(),
+        reference: capa.reference.clone(),
+        title: capa.title.clone(),
+        status: CapaStatus::Open,
+        created_by: ctx.actor().id().to_owned(),
+    };
+    audit::record_create(&mut tx, ctx, &record).await?;
     let created: Capa = tx
         .query_one_as(
             &format!(
@@ -431,7 +517,13 @@ async fn insert_capa(
                 ctx.actor().id().into(),
             ],
         )
-        .await?;
+        .await
+        .map_err(|error| match error.kind() {
+            tenancy_db::ErrorKind::UniqueViolation => {
+                ApiError::DuplicateReference(capa.reference.clone())
+            }
+            _ => ApiError::Db(error),
+        })?;
     tx.commit().await?;
     Ok(created)
 }
@@ -456,12 +548,7 @@ async fn create_capa(
     ctx: TenantContext,
     Json(capa): Json<NewCapa>,
 ) -> Result<(StatusCode, Json<Capa>), ApiError> {
-    let created = insert_capa(&app.db, &ctx, &capa)
-        .await
-        .map_err(|error| match error.kind() {
-            tenancy_db::ErrorKind::UniqueViolation => ApiError::DuplicateReference(capa.reference),
-            _ => ApiError::Db(error),
-        })?;
+    let created = insert_capa(&app.db, &ctx, &capa).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -489,22 +576,26 @@ async fn change_status(
     Json(change): Json<StatusChange>,
 ) -> Result<Json<Capa>, ApiError> {
     let mut tx = app.db.transaction(&ctx).await?;
-    let mut capa: Capa = tx
+    let before: Capa = tx
         .query_one_as(
             &format!("SELECT {CAPA_COLUMNS} FROM capas WHERE id = $1"),
             &[id.as_str().into()],
         )
         .await?;
-    if capa.status == CapaStatus::Closed && change.status != CapaStatus::Closed {
+    if before.status == CapaStatus::Closed && change.status != CapaStatus::Closed {
         return Err(ApiError::Closed);
     }
+    let capa = Capa {
+        status: change.status,
+        ..before.clone()
+    };
+    audit::record_status_change(&mut tx, &ctx, &before, &capa).await?;
     tx.execute(
         "UPDATE capas SET status = $1 WHERE id = $2",
         &[change.status.as_str().into(), id.as_str().into()],
     )
     .await?;
     tx.commit().await?;
-    capa.status = change.status;
     Ok(Json(capa))
 }
 

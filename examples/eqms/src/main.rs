@@ -2,7 +2,9 @@
 //!
 //! Starts the reference app on 127.0.0.1 (port `EQMS_PORT`, 3000 by default) with its data
 //! under `EQMS_DATA_DIR` (a directory in the system's temporary directory by default),
-//! seeds two demo tenants, and prints the URLs to try. Stop it with Ctrl-C.
+//! seeds two demo tenants, and prints the URLs to try. Stop it with Ctrl-C. Attachments go
+//! to a directory per tenant under the data directory, or to S3 when `EQMS_S3_URL` is set
+//! (see `example_eqms::attachments::storage_config`).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -20,7 +22,8 @@ async fn main() -> Result<(), StartError> {
     let data_dir = std::env::var_os("EQMS_DATA_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("tenancy-eqms-demo"));
-    let app = Eqms::open(&data_dir).await?;
+    let storage = example_eqms::attachments::storage_config(&data_dir)?;
+    let app = Eqms::open_with(&data_dir, storage).await?;
     let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
         .await
         .map_err(|error| format!("cannot listen on 127.0.0.1:{port} ({error}); set EQMS_PORT"))?;
@@ -49,6 +52,15 @@ async fn main() -> Result<(), StartError> {
     );
     println!(
         "  curl -H 'Host: {beta}.localhost:{port}' -H 'x-user: {omar}' {base}/api/capas/<id of an {acme} CAPA>   # 404"
+    );
+    println!(
+        "  curl -H 'Host: {acme}.localhost:{port}' -H 'x-user: {jane}' {base}/api/capas/<id>/history"
+    );
+    println!(
+        "  curl -H 'Host: {acme}.localhost:{port}' -H 'x-user: {jane}' -o audit.tar {base}/api/audit/export   # tar xf audit.tar"
+    );
+    println!(
+        "  curl -T report.pdf -H 'Host: {acme}.localhost:{port}' -H 'x-user: {jane}' {base}/api/capas/<id>/attachments/report.pdf"
     );
     println!("  curl {base}/health");
     println!(

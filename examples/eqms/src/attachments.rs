@@ -1,0 +1,159 @@
+//! Attachments of CAPAs, in the tenant's own bucket (tenancy-storage), streamed in and
+//! out: a body is never held whole in memory.
+//!
+//! - `PUT /api/capas/{id}/attachments/{name}` stores the request body under
+//!   `capas/{id}/attachments/{name}` in the tenant's bucket (201), with the request's
+//!   `content-type`; `GET` on the same path streams it back; `GET
+//!   /api/capas/{id}/attachments` lists the CAPA's attachments (name and size).
+//! - The CAPA must exist in the request's tenant (404 otherwise, nothing written): the key
+//!   is made from an id read back from the tenant's own database, never from the URL alone.
+//! - `name` is one path segment: a name with `/` is refused (400), and the key is checked
+//!   by tenancy-storage (`..`, `.`, control characters, percent-encoded traversal: 400).
+//!
+//! Where the buckets are is configuration ([`storage_config`]): a directory per tenant under
+//! `{data dir}/attachments` by default, S3 when `EQMS_S3_URL` is set.
+
+use std::path::Path;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tenancy_core::TenantContext;
+use tenancy_storage::{ListRequest, PutOptions, S3Config, S3Credentials, StorageConfig};
+
+use crate::{ApiError, Eqms, StartError};
+
+/// The directory under the data directory that holds the tenants' buckets by default.
+pub const LOCAL_DIR: &str = "attachments";
+
+/// One attachment of a CAPA, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Its name (the last segment of its URL).
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The embedded default: a directory per tenant under `{data_dir}/attachments`.
+pub fn local_storage(data_dir: &Path) -> StorageConfig {
+    StorageConfig::local(data_dir.join(LOCAL_DIR)).naming_prefix("eqms")
+}
+
+/// The storage configuration from the environment, read here and nowhere else:
+///
+/// - `EQMS_S3_URL` unset: [`local_storage`] under `data_dir`.
+/// - `EQMS_S3_URL` set (an S3 endpoint, `http://127.0.0.1:9000` for the test server): a
+///   bucket `{EQMS_S3_BUCKET_PREFIX}-{tenant}` per tenant (prefix `eqms` by default), in
+///   region `EQMS_S3_REGION` (`us-east-1` by default), with the static key
+///   `EQMS_S3_ACCESS_KEY_ID` / `EQMS_S3_SECRET_ACCESS_KEY` (both required).
+pub fn storage_config(data_dir: &Path) -> Result<StorageConfig, StartError> {
+    let Ok(url) = std::env::var("EQMS_S3_URL") else {
+        return Ok(local_storage(data_dir));
+    };
+    let required = |name: &str| {
+        std::env::var(name).map_err(|_| format!("EQMS_S3_URL is set but {name} is not; set both"))
+    };
+    let access_key = required("EQMS_S3_ACCESS_KEY_ID")?;
+    let secret_key = required("EQMS_S3_SECRET_ACCESS_KEY")?;
+    let region = std::env::var("EQMS_S3_REGION").unwrap_or_else(|_| String::from("us-east-1"));
+    let prefix = std::env::var("EQMS_S3_BUCKET_PREFIX").unwrap_or_else(|_| String::from("eqms"));
+    let s3 = S3Config::new(region)
+        .endpoint_url(url)
+        .credentials(S3Credentials::new(access_key, secret_key));
+    Ok(StorageConfig::s3(s3).naming_prefix(&prefix))
+}
+
+/// The key prefix of a CAPA's attachments, once the CAPA is known to be the tenant's.
+async fn capa_prefix(app: &Eqms, ctx: &TenantContext, id: &str) -> Result<String, ApiError> {
+    let mut tx = app.db.transaction(ctx).await?;
+    let row = tx
+        .query_one("SELECT id FROM capas WHERE id = $1", &[id.into()])
+        .await?;
+    let id: String = row.try_get(0)?;
+    tx.commit().await?;
+    Ok(format!("capas/{id}/attachments/"))
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.contains('/') {
+        return Err(ApiError::InvalidName(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// `PUT /api/capas/{id}/attachments/{name}`: streams the body into the tenant's bucket.
+pub(crate) async fn put(
+    State(app): State<Eqms>,
+    ctx: TenantContext,
+    UrlPath((id, name)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Attachment>), ApiError> {
+    check_name(&name)?;
+    let key = format!("{}{name}", capa_prefix(&app, &ctx, &id).await?);
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("application/octet-stream");
+    let options = PutOptions::new().content_type(content_type);
+    let bucket = app.storage.bucket(&ctx)?;
+    bucket
+        .put_stream(&key, body.into_data_stream(), &options)
+        .await?;
+    let size = bucket.head(&key).await?.size;
+    Ok((StatusCode::CREATED, Json(Attachment { name, size })))
+}
+
+/// `GET /api/capas/{id}/attachments/{name}`: streams the attachment back.
+pub(crate) async fn get(
+    State(app): State<Eqms>,
+    ctx: TenantContext,
+    UrlPath((id, name)): UrlPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    check_name(&name)?;
+    let key = format!("{}{name}", capa_prefix(&app, &ctx, &id).await?);
+    let (info, body) = app.storage.bucket(&ctx)?.get(&key).await?.into_parts();
+    let mut response = Body::from_stream(body).into_response();
+    let headers = response.headers_mut();
+    let content_type = info
+        .content_type
+        .as_deref()
+        .and_then(|value| HeaderValue::from_str(value).ok())
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    headers.insert(CONTENT_TYPE, content_type);
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(info.size));
+    Ok(response)
+}
+
+/// `GET /api/capas/{id}/attachments`: the CAPA's attachments, by name.
+pub(crate) async fn list(
+    State(app): State<Eqms>,
+    ctx: TenantContext,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<Vec<Attachment>>, ApiError> {
+    let prefix = capa_prefix(&app, &ctx, &id).await?;
+    let bucket = app.storage.bucket(&ctx)?;
+    let mut request = ListRequest::prefix(prefix.as_str());
+    let mut attachments = Vec::new();
+    loop {
+        let page = bucket.list(&request).await?;
+        for object in page.objects {
+            if let Some(name) = object.key.strip_prefix(&prefix) {
+                attachments.push(Attachment {
+                    name: name.to_owned(),
+                    size: object.size,
+                });
+            }
+        }
+        match page.next {
+            Some(after) => request = ListRequest::prefix(prefix.as_str()).after(after),
+            None => break,
+        }
+    }
+    Ok(Json(attachments))
+}
