@@ -11,11 +11,12 @@ use tenancy_core::TenantContext;
 use tenancy_db::Transaction;
 use tenancy_storage::{ListRequest, PutOptions, TenantBucket};
 
-use crate::entry::{Action, Event, hex};
+use crate::entry::{Action, Event};
 use crate::error::{Error, ErrorKind};
 use crate::schema::COLUMNS;
 use crate::trail::{AuditTrail, entry_from_row, head};
 use crate::verify::{Problem, Report, verify_trail};
+use tenancy_core::hex;
 
 /// The format name of a checkpoint.
 pub const CHECKPOINT_FORMAT: &str = "tenancy-audit-checkpoint/1";

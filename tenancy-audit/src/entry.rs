@@ -2,6 +2,7 @@
 //! chain hashes (specified in `FORMAT.md`).
 
 use std::fmt;
+use tenancy_core::hex;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -166,17 +167,6 @@ impl Entry {
     pub fn compute_hash(&self) -> String {
         hex(&Sha256::digest(self.canonical_bytes()))
     }
-}
-
-/// Lowercase hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
-    }
-    out
 }
 
 /// What the application records: an action on a record, with its values and reason. The

@@ -16,12 +16,13 @@ use tenancy_db::{Transaction, Value};
 use tenancy_storage::TenantBucket;
 
 use crate::checkpoint::{Checkpoint, CheckpointSigner};
-use crate::entry::{Action, Entry, Event, hex};
+use crate::entry::{Action, Entry, Event};
 use crate::error::{Error, ErrorKind, io};
 use crate::evidence::IsolationEvidence;
 use crate::schema::COLUMNS;
 use crate::trail::{AuditTrail, entry_from_row, head};
 use crate::verify::file_sha256;
+use tenancy_core::hex;
 
 /// The manifest's file name.
 pub const MANIFEST: &str = "manifest.json";

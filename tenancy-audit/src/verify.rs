@@ -11,8 +11,9 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tenancy_db::Transaction;
 
-use crate::entry::{Entry, GENESIS_HASH, hex};
+use crate::entry::{Entry, GENESIS_HASH};
 use ed25519_dalek::VerifyingKey;
+use tenancy_core::hex;
 
 use crate::error::{Error, ErrorKind, io};
 use crate::export::{ENTRIES_CSV, ENTRIES_JSONL, MANIFEST, Manifest, SUMS, TIMELINE_HTML};

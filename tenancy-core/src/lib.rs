@@ -25,3 +25,20 @@ pub use envelope::Tenanted;
 pub use error::{Error, ErrorKind, quote};
 pub use id::TenantId;
 pub use scope::Scoped;
+
+/// Lowercase hexadecimal of `bytes`: how every `tenancy` crate writes a digest or a MAC
+/// (credentials, migration checksums, signed envelopes, audit hashes), so they compare as
+/// text.
+///
+/// ```
+/// assert_eq!(tenancy_core::hex(&[0x00, 0xab, 0x7f]), "00ab7f");
+/// ```
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+    out
+}

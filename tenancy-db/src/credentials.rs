@@ -7,6 +7,7 @@
 //! plain text never appears in a statement or a server log.
 
 use std::fmt;
+use tenancy_core::hex;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -130,17 +131,6 @@ impl fmt::Debug for BindingKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("BindingKey(<redacted>)")
     }
-}
-
-/// Lowercase hexadecimal.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0xF)]));
-    }
-    out
 }
 
 #[cfg(test)]

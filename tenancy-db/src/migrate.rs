@@ -15,9 +15,9 @@ use sha2::{Digest, Sha256};
 use tenancy_core::{ServerName, TenantId};
 
 use crate::catalog::now_ms;
-use crate::credentials::hex;
 use crate::error::{Error, ErrorKind};
 use crate::transaction::Tx;
+use tenancy_core::hex;
 
 /// Which SQL of a [`Migration`] a target needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -10,6 +10,7 @@
 //! exact bytes that were pushed, whatever a backend does to JSON it stores.
 
 use std::fmt;
+use tenancy_core::hex;
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -194,16 +195,6 @@ impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SigningKey(..)")
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0xF)]));
-    }
-    out
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {

@@ -353,16 +353,13 @@ mod sigv4 {
     use super::*;
     use hmac::{Hmac, KeyInit, Mac};
     use sha2::{Digest, Sha256};
+    use tenancy_core::hex;
     use tokio::net::{TcpListener, TcpStream};
 
     fn hmac(key: &[u8], data: &str) -> Vec<u8> {
         let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
         mac.update(data.as_bytes());
         mac.finalize().into_bytes().to_vec()
-    }
-
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     fn uri_encode(text: &str) -> String {

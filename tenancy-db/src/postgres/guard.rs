@@ -109,8 +109,8 @@ pub(crate) fn bound_tenant_sql(names: &PgNames, key: &BindingKey, sealed: bool) 
          {function};\n\
          REVOKE ALL ON FUNCTION {SCHEMA}.bound_tenant() FROM PUBLIC;\n\
          GRANT EXECUTE ON FUNCTION {SCHEMA}.bound_tenant() TO {apps};\n",
-        crate::credentials::hex(&inner),
-        crate::credentials::hex(&outer),
+        tenancy_core::hex(&inner),
+        tenancy_core::hex(&outer),
     )
 }
 
