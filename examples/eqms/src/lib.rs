@@ -35,6 +35,13 @@ use tenancy_core::{
 };
 use tenancy_db::{DbConfig, Migration, Migrations, TenantDb};
 
+pub mod activity;
+pub mod config;
+pub mod jobs;
+pub mod logs;
+
+pub use config::Config;
+
 /// The header the stand-in authentication reads the user id from. A real deployment
 /// replaces [`authenticate`] with its session or token check; nothing else changes.
 pub const USER_HEADER: &str = "x-user";
@@ -82,6 +89,62 @@ pub fn migrations() -> Migrations {
                     created_by text NOT NULL
                 )",
             ),
+        Migration::new(2, "capa approval status")
+            .sqlite(
+                "CREATE TABLE capas_v2 (
+                    id text PRIMARY KEY,
+                    reference text NOT NULL UNIQUE,
+                    title text NOT NULL,
+                    status text NOT NULL
+                        CHECK (status IN ('open', 'investigating', 'approval', 'closed')),
+                    created_by text NOT NULL
+                );
+                INSERT INTO capas_v2 SELECT id, reference, title, status, created_by FROM capas;
+                DROP TABLE capas;
+                ALTER TABLE capas_v2 RENAME TO capas;",
+            )
+            .postgres(
+                "ALTER TABLE capas DROP CONSTRAINT capas_status_check;
+                ALTER TABLE capas ADD CONSTRAINT capas_status_check
+                    CHECK (status IN ('open', 'investigating', 'approval', 'closed'));",
+            ),
+        Migration::new(3, "activity and notifications")
+            .sqlite(
+                "CREATE TABLE activity (
+                    seq integer PRIMARY KEY AUTOINCREMENT,
+                    user_id text NOT NULL,
+                    capa_id text NOT NULL,
+                    reference text NOT NULL,
+                    title text NOT NULL,
+                    action text NOT NULL
+                );
+                CREATE INDEX activity_by_user ON activity (user_id, seq);
+                CREATE TABLE notifications (
+                    seq integer PRIMARY KEY AUTOINCREMENT,
+                    recipient text NOT NULL,
+                    capa_id text NOT NULL,
+                    message text NOT NULL,
+                    requested_by text NOT NULL
+                );",
+            )
+            .postgres(
+                "CREATE TABLE activity (
+                    seq bigserial PRIMARY KEY,
+                    user_id text NOT NULL,
+                    capa_id text NOT NULL,
+                    reference text NOT NULL,
+                    title text NOT NULL,
+                    action text NOT NULL
+                );
+                CREATE INDEX activity_by_user ON activity (user_id, seq);
+                CREATE TABLE notifications (
+                    seq bigserial PRIMARY KEY,
+                    recipient text NOT NULL,
+                    capa_id text NOT NULL,
+                    message text NOT NULL,
+                    requested_by text NOT NULL
+                );",
+            ),
     ])
     .expect("the migrations are well formed")
 }
@@ -95,7 +158,7 @@ pub struct Capa {
     pub reference: String,
     /// What went wrong.
     pub title: String,
-    /// `open`, `investigating` or `closed`.
+    /// `open`, `investigating`, `approval` or `closed`.
     pub status: CapaStatus,
     /// The user who opened it.
     pub created_by: String,
@@ -109,6 +172,8 @@ pub enum CapaStatus {
     Open,
     /// Root cause being investigated.
     Investigating,
+    /// Waiting for the approver (who is notified by a job).
+    Approval,
     /// Done; a closed CAPA cannot be reopened.
     Closed,
 }
@@ -118,6 +183,7 @@ impl CapaStatus {
         match self {
             CapaStatus::Open => "open",
             CapaStatus::Investigating => "investigating",
+            CapaStatus::Approval => "approval",
             CapaStatus::Closed => "closed",
         }
     }
@@ -220,6 +286,9 @@ pub struct Eqms {
     db: TenantDb,
     directory: Directory,
     operator: PlatformContext,
+    logs: logs::Logs,
+    cache: tenancy_cache::Cache,
+    jobs: jobs::Jobs,
 }
 
 /// Why the app could not start.
@@ -229,7 +298,16 @@ impl Eqms {
     /// Opens (or creates) the tenant databases under `data_dir` and seeds the demo tenants
     /// that are not there yet, each with its user and one CAPA.
     pub async fn open(data_dir: &Path) -> Result<Eqms, StartError> {
+        Eqms::open_with(data_dir, Config::default()).await
+    }
+
+    /// As [`Eqms::open`], with the logs, cache and queue `config` describes.
+    pub async fn open_with(data_dir: &Path, mut config: Config) -> Result<Eqms, StartError> {
+        let logs = logs::Logs::new(&mut config, data_dir)?;
         let db = TenantDb::new(DbConfig::embedded(data_dir), migrations())?;
+        let cache = activity::open_cache(&config)?;
+        let jobs =
+            jobs::Jobs::open(&config, data_dir, db.clone(), logs.dispatch().clone()).await?;
         let operator = PlatformContext::new(Actor::service("eqms-setup")?)?;
         db.platform().prepare(&operator).await?;
         let directory = Directory::default();
@@ -245,6 +323,9 @@ impl Eqms {
             db,
             directory,
             operator,
+            logs,
+            cache,
+            jobs,
         };
         for (n, (tenant, firm, user, user_name, first_capa)) in DEMO_TENANTS.iter().enumerate() {
             let id: TenantId = tenant.parse()?;
@@ -273,6 +354,26 @@ impl Eqms {
         &self.db
     }
 
+    /// The logging pipeline (the binary installs it globally).
+    pub fn logs(&self) -> &logs::Logs {
+        &self.logs
+    }
+
+    /// The response cache of `GET /api/activity`.
+    pub fn cache(&self) -> &tenancy_cache::Cache {
+        &self.cache
+    }
+
+    /// The job queue; its worker runs next to the server.
+    pub fn jobs(&self) -> &jobs::Jobs {
+        &self.jobs
+    }
+
+    /// The identity platform work runs under.
+    pub fn operator(&self) -> &PlatformContext {
+        &self.operator
+    }
+
     async fn create_tenant(&self, id: TenantId, firm: &str) -> Result<(), tenancy_db::Error> {
         let placement = Placement::new(
             ServerName::new(DbConfig::EMBEDDED).expect("a valid server name"),
@@ -296,6 +397,11 @@ impl Eqms {
             .route("/capas", get(list_capas).post(create_capa))
             .route("/capas/{id}", get(read_capa))
             .route("/capas/{id}/status", put(change_status))
+            .route(
+                "/activity",
+                get(activity::recent_activity).layer(activity::cache_layer(&self.cache)),
+            )
+            .route("/notifications", get(jobs::list_notifications))
             // Inner to outer: membership, then authentication, then the tenant.
             .layer(RequireMemberLayer::new(self.directory.clone()).refuse_with(refusal_page))
             .layer(middleware::from_fn_with_state(
@@ -309,6 +415,10 @@ impl Eqms {
             .route("/signup", post(sign_up))
             .route("/operator/tenants", get(operator_tenants))
             .with_state(self.clone())
+            .layer(middleware::from_fn_with_state(
+                self.logs.dispatch().clone(),
+                logs::with_logs,
+            ))
     }
 }
 
@@ -363,6 +473,8 @@ pub enum ApiError {
     Closed,
     /// The tenant has a CAPA with this reference already.
     DuplicateReference(String),
+    /// The status changed, but the job that follows it could not be queued.
+    Queue(tenancy_queue::Error),
 }
 
 impl fmt::Display for ApiError {
@@ -375,6 +487,10 @@ impl fmt::Display for ApiError {
                 "a CAPA with reference {} exists already; choose another reference",
                 tenancy_core::quote(reference)
             ),
+            ApiError::Queue(error) => write!(
+                f,
+                "the status changed, but notifying the approver could not be queued: {error}"
+            ),
         }
     }
 }
@@ -383,6 +499,7 @@ impl std::error::Error for ApiError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ApiError::Db(error) => error.source(),
+            ApiError::Queue(error) => error.source(),
             ApiError::Closed | ApiError::DuplicateReference(_) => None,
         }
     }
@@ -393,6 +510,7 @@ impl HttpError for ApiError {
         match self {
             ApiError::Db(error) => error.class(),
             ApiError::Closed | ApiError::DuplicateReference(_) => ErrorClass::Conflict,
+            ApiError::Queue(_) => ErrorClass::Unavailable,
         }
     }
 }
@@ -409,7 +527,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-const CAPA_COLUMNS: &str = "id, reference, title, status, created_by";
+pub(crate) const CAPA_COLUMNS: &str = "id, reference, title, status, created_by";
 
 async fn insert_capa(
     db: &TenantDb,
@@ -432,7 +550,14 @@ async fn insert_capa(
             ],
         )
         .await?;
+    activity::record(&mut tx, ctx, &created, "created").await?;
     tx.commit().await?;
+    tracing::info!(
+        capa.id = %created.id,
+        capa.reference = %created.reference,
+        capa.title = %created.title,
+        "CAPA created"
+    );
     Ok(created)
 }
 
@@ -462,6 +587,7 @@ async fn create_capa(
             tenancy_db::ErrorKind::UniqueViolation => ApiError::DuplicateReference(capa.reference),
             _ => ApiError::Db(error),
         })?;
+    activity::invalidate(&app, &ctx).await;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -503,8 +629,23 @@ async fn change_status(
         &[change.status.as_str().into(), id.as_str().into()],
     )
     .await?;
-    tx.commit().await?;
+    let previous = capa.status;
     capa.status = change.status;
+    activity::record(&mut tx, &ctx, &capa, change.status.as_str()).await?;
+    tx.commit().await?;
+    tracing::info!(
+        capa.id = %capa.id,
+        capa.title = %capa.title,
+        from = previous.as_str(),
+        to = capa.status.as_str(),
+        "CAPA status changed"
+    );
+    activity::invalidate(&app, &ctx).await;
+    if capa.status == CapaStatus::Approval && previous != CapaStatus::Approval {
+        jobs::on_status_change(&app, &ctx, &capa)
+            .await
+            .map_err(ApiError::Queue)?;
+    }
     Ok(Json(capa))
 }
 

@@ -7,7 +7,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use example_eqms::{DEMO_TENANTS, Eqms, OPERATOR, StartError};
+use example_eqms::{Config, DEMO_TENANTS, Eqms, OPERATOR, StartError};
 
 #[tokio::main]
 async fn main() -> Result<(), StartError> {
@@ -20,7 +20,8 @@ async fn main() -> Result<(), StartError> {
     let data_dir = std::env::var_os("EQMS_DATA_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("tenancy-eqms-demo"));
-    let app = Eqms::open(&data_dir).await?;
+    let app = Eqms::open_with(&data_dir, Config::from_env()?).await?;
+    app.logs().install_global()?;
     let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
         .await
         .map_err(|error| format!("cannot listen on 127.0.0.1:{port} ({error}); set EQMS_PORT"))?;
@@ -58,10 +59,14 @@ async fn main() -> Result<(), StartError> {
     println!("  curl -H 'x-user: {}' {base}/operator/tenants", OPERATOR.0);
     println!("Browsers: http://{acme}.localhost:{port}/api/capas (refusals come as a page).");
 
-    axum::serve(listener, app.router(port))
+    // The job worker runs next to the server and stops with it.
+    let worker = app.jobs().start_worker();
+    let served = axum::serve(listener, app.router(port))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
-        .await?;
+        .await;
+    worker.stop().await?;
+    served?;
     Ok(())
 }
