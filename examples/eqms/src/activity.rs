@@ -43,7 +43,9 @@ pub(crate) fn open_cache(config: &Config) -> Result<Cache, StartError> {
         Some(url) => CacheConfig::redis(url.as_str()),
         None => CacheConfig::in_process(),
     };
-    Ok(Cache::new(backend.namespace(config.cache_namespace.as_str()))?)
+    Ok(Cache::new(
+        backend.namespace(config.cache_namespace.as_str()),
+    )?)
 }
 
 /// The response cache in front of `GET /api/activity`: per tenant (always), per user.

@@ -50,7 +50,11 @@ impl Config {
             config.log_format = match format.as_str() {
                 "json" => Format::Json,
                 "text" => Format::Text,
-                _ => return Err(format!("EQMS_LOG_FORMAT={format:?} is not `json` or `text`")),
+                _ => {
+                    return Err(format!(
+                        "EQMS_LOG_FORMAT={format:?} is not `json` or `text`"
+                    ));
+                }
             };
         }
         config.tenant_log_dir = var("EQMS_TENANT_LOG_DIR").map(PathBuf::from);

@@ -5,15 +5,16 @@
 //! data directory by default, Redis or PostgreSQL when `EQMS_QUEUE_URL` says so.
 
 use std::path::Path;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use tenancy_core::SharedCatalog;
 use tenancy_core::TenantContext;
 use tenancy_db::TenantDb;
-use tenancy_core::SharedCatalog;
-use tenancy_queue::apalis::prelude::{BoxDynError, Data, WorkerBuilder, task_fn};
 use tenancy_queue::apalis::prelude::Layer as _;
+use tenancy_queue::apalis::prelude::{BoxDynError, Data, WorkerBuilder, task_fn};
 use tenancy_queue::apalis_postgres::{self, PgPool, PostgresStorage};
 use tenancy_queue::apalis_redis::{self, RedisStorage};
 use tenancy_queue::apalis_sqlite::{self, SqlitePool, SqliteStorage};
@@ -47,6 +48,10 @@ pub struct Notification {
     /// The user whose change asked for it.
     pub requested_by: String,
 }
+
+/// How often the worker polls and beats (apalis' 30 s default would delay a notification
+/// by as much).
+const POLL: Duration = Duration::from_secs(1);
 
 /// Who an approval notification is for.
 pub const APPROVER: &str = "approvers";
@@ -97,7 +102,7 @@ impl Jobs {
                 Backend::Redis(tenancy_queue::redis(
                     conn,
                     &name,
-                    apalis_redis::Config::default(),
+                    apalis_redis::Config::default().heartbeat_interval(POLL),
                 ))
             }
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
@@ -106,7 +111,7 @@ impl Jobs {
                 Backend::Postgres(tenancy_queue::postgres(
                     &pool,
                     &name,
-                    apalis_postgres::Config::default(),
+                    apalis_postgres::Config::default().heartbeat_interval(POLL),
                 ))
             }
             Some(url) if url.starts_with("sqlite:") => Backend::Sqlite(sqlite(url, &name).await?),
@@ -115,7 +120,10 @@ impl Jobs {
             }
             None => {
                 std::fs::create_dir_all(data_dir)?;
-                let url = format!("sqlite://{}?mode=rwc", data_dir.join("queue.sqlite").display());
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    data_dir.join("queue.sqlite").display()
+                );
                 Backend::Sqlite(sqlite(&url, &name).await?)
             }
         };
@@ -178,7 +186,7 @@ async fn sqlite(url: &str, name: &QueueName) -> Result<SqliteStorage<RawJob>, St
     Ok(tenancy_queue::sqlite(
         &pool,
         name,
-        apalis_sqlite::Config::default(),
+        apalis_sqlite::Config::default().heartbeat_interval(POLL),
     ))
 }
 
@@ -208,7 +216,10 @@ async fn notify_approver(job: NotifyApprover, db: Data<TenantDb>) -> Result<(), 
             &[job.capa_id.as_str().into()],
         )
         .await?;
-    let message = format!("CAPA {} awaits your approval: {}", capa.reference, capa.title);
+    let message = format!(
+        "CAPA {} awaits your approval: {}",
+        capa.reference, capa.title
+    );
     tx.execute(
         "INSERT INTO notifications (recipient, capa_id, message, requested_by) \
          VALUES ($1, $2, $3, $4)",

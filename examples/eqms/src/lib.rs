@@ -34,6 +34,7 @@ use tenancy_core::{
     Actor, IsolationMode, Placement, PlatformContext, ServerName, TenantContext, TenantId,
 };
 use tenancy_db::{DbConfig, Migration, Migrations, TenantDb};
+use tracing::instrument::WithSubscriber as _;
 
 pub mod activity;
 pub mod config;
@@ -304,10 +305,18 @@ impl Eqms {
     /// As [`Eqms::open`], with the logs, cache and queue `config` describes.
     pub async fn open_with(data_dir: &Path, mut config: Config) -> Result<Eqms, StartError> {
         let logs = logs::Logs::new(&mut config, data_dir)?;
+        // Start-up logs through the pipeline too: a callsite first reached with no
+        // subscriber in scope would otherwise stay silent (tracing caches its interest).
+        let dispatch = logs.dispatch().clone();
+        Eqms::start(data_dir, config, logs)
+            .with_subscriber(dispatch)
+            .await
+    }
+
+    async fn start(data_dir: &Path, config: Config, logs: logs::Logs) -> Result<Eqms, StartError> {
         let db = TenantDb::new(DbConfig::embedded(data_dir), migrations())?;
         let cache = activity::open_cache(&config)?;
-        let jobs =
-            jobs::Jobs::open(&config, data_dir, db.clone(), logs.dispatch().clone()).await?;
+        let jobs = jobs::Jobs::open(&config, data_dir, db.clone(), logs.dispatch().clone()).await?;
         let operator = PlatformContext::new(Actor::service("eqms-setup")?)?;
         db.platform().prepare(&operator).await?;
         let directory = Directory::default();
@@ -339,7 +348,8 @@ impl Eqms {
                 reference: format!("CAPA-2026-{:03}", n + 1),
                 title: (*first_capa).to_owned(),
             };
-            insert_capa(&eqms.db, &ctx, &capa).await?;
+            // In the tenant's scope, so its log line carries the tenant.
+            ctx.scope(insert_capa(&eqms.db, &ctx, &capa)).await?;
         }
         Ok(eqms)
     }

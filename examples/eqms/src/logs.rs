@@ -62,7 +62,8 @@ impl Logs {
 
     /// The file holding `tenant`'s unredacted events.
     pub fn tenant_log(&self, tenant: &TenantId) -> PathBuf {
-        self.tenant_dir.join(format!("{NAMING_PREFIX}-{tenant}.jsonl"))
+        self.tenant_dir
+            .join(format!("{NAMING_PREFIX}-{tenant}.jsonl"))
     }
 
     /// Makes this pipeline the process's (for what logs outside requests and jobs) and
