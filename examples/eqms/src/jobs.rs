@@ -165,6 +165,11 @@ impl Jobs {
                     .backend($backend.clone())
                     .data(db)
                     .build(layer.layer(task_fn(notify_approver)));
+                #[expect(
+                    clippy::disallowed_methods,
+                    reason = "the worker serves every tenant: RetenantLayer enters each job's \
+                              tenant around its handler, and no tenant is in scope here"
+                )]
                 tokio::spawn(
                     async move { worker.run_until(signal).await.map_err(StartError::from) }
                         .with_subscriber(self.dispatch.clone()),
