@@ -2,7 +2,7 @@
 //! logs (CAPA titles never in the ops stream, whole in the tenant's own file), the cached
 //! recent-activity widget (two firms whose users share an id never see each other's
 //! titles, in process and on Redis), and the notify-the-approver job (it runs under the
-//! CAPA's tenant and its notification lands there only, on SQLite and on Redis).
+//! CAPA's tenant and its notification lands there only, on SQLite, Redis and PostgreSQL).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -441,4 +441,34 @@ async fn the_approver_is_notified_in_the_capas_tenant_only_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_approver_is_notified_in_the_capas_tenant_only_on_redis() {
     approval_scenario(Some(Service::Redis.require())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_approver_is_notified_in_the_capas_tenant_only_on_postgres() {
+    // A database of the test's own for the queue, dropped afterwards.
+    let admin = Service::Postgres.require();
+    let database = format!("eqms_queue_{}", uuid::Uuid::new_v4().simple());
+    let server = sqlx::PgPool::connect(&admin)
+        .await
+        .expect("connect to PostgreSQL");
+    // The name is `eqms_queue_` and hex digits only.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+        .execute(&server)
+        .await
+        .expect("create the queue database");
+    let (base, _) = admin.rsplit_once('/').expect("a database in the URL");
+    let outcome =
+        std::panic::AssertUnwindSafe(approval_scenario(Some(format!("{base}/{database}"))))
+            .catch_unwind()
+            .await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+    )))
+    .execute(&server)
+    .await
+    .expect("drop the queue database");
+    server.close().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
 }
