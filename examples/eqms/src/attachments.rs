@@ -10,7 +10,7 @@
 //! - `name` is one path segment: a name with `/` is refused (400), and the key is checked
 //!   by tenancy-storage (`..`, `.`, control characters, percent-encoded traversal: 400).
 //!
-//! Where the buckets are is configuration ([`storage_config`]): a directory per tenant under
+//! Where the buckets are is configuration ([`crate::Config::storage`]): a directory per tenant under
 //! `{data dir}/attachments` by default, S3 when `EQMS_S3_URL` is set.
 
 use std::path::Path;
@@ -23,9 +23,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tenancy_core::TenantContext;
-use tenancy_storage::{ListRequest, PutOptions, S3Config, S3Credentials, StorageConfig};
+use tenancy_storage::{ListRequest, PutOptions, StorageConfig};
 
-use crate::{ApiError, Eqms, StartError};
+use crate::{ApiError, Eqms};
 
 /// The directory under the data directory that holds the tenants' buckets by default.
 pub const LOCAL_DIR: &str = "attachments";
@@ -42,30 +42,6 @@ pub struct Attachment {
 /// The embedded default: a directory per tenant under `{data_dir}/attachments`.
 pub fn local_storage(data_dir: &Path) -> StorageConfig {
     StorageConfig::local(data_dir.join(LOCAL_DIR)).naming_prefix("eqms")
-}
-
-/// The storage configuration from the environment, read here and nowhere else:
-///
-/// - `EQMS_S3_URL` unset: [`local_storage`] under `data_dir`.
-/// - `EQMS_S3_URL` set (an S3 endpoint, `http://127.0.0.1:9000` for the test server): a
-///   bucket `{EQMS_S3_BUCKET_PREFIX}-{tenant}` per tenant (prefix `eqms` by default), in
-///   region `EQMS_S3_REGION` (`us-east-1` by default), with the static key
-///   `EQMS_S3_ACCESS_KEY_ID` / `EQMS_S3_SECRET_ACCESS_KEY` (both required).
-pub fn storage_config(data_dir: &Path) -> Result<StorageConfig, StartError> {
-    let Ok(url) = std::env::var("EQMS_S3_URL") else {
-        return Ok(local_storage(data_dir));
-    };
-    let required = |name: &str| {
-        std::env::var(name).map_err(|_| format!("EQMS_S3_URL is set but {name} is not; set both"))
-    };
-    let access_key = required("EQMS_S3_ACCESS_KEY_ID")?;
-    let secret_key = required("EQMS_S3_SECRET_ACCESS_KEY")?;
-    let region = std::env::var("EQMS_S3_REGION").unwrap_or_else(|_| String::from("us-east-1"));
-    let prefix = std::env::var("EQMS_S3_BUCKET_PREFIX").unwrap_or_else(|_| String::from("eqms"));
-    let s3 = S3Config::new(region)
-        .endpoint_url(url)
-        .credentials(S3Credentials::new(access_key, secret_key));
-    Ok(StorageConfig::s3(s3).naming_prefix(&prefix))
 }
 
 /// The key prefix of a CAPA's attachments, once the CAPA is known to be the tenant's.

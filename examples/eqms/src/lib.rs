@@ -37,7 +37,15 @@ use tenancy_core::{
     Actor, IsolationMode, Placement, PlatformContext, ServerName, TenantContext, TenantId,
 };
 use tenancy_db::{DbConfig, Migration, Migrations, TenantDb};
-use tenancy_storage::{StorageConfig, TenantStorage};
+use tenancy_storage::TenantStorage;
+use tracing::instrument::WithSubscriber as _;
+
+pub mod activity;
+pub mod config;
+pub mod jobs;
+pub mod logs;
+
+pub use config::Config;
 
 /// The header the stand-in authentication reads the user id from. A real deployment
 /// replaces [`authenticate`] with its session or token check; nothing else changes.
@@ -87,6 +95,62 @@ pub fn migrations() -> Migrations {
                 )",
             ),
         tenancy_audit::migration(2),
+        Migration::new(3, "capa approval status")
+            .sqlite(
+                "CREATE TABLE capas_v2 (
+                    id text PRIMARY KEY,
+                    reference text NOT NULL UNIQUE,
+                    title text NOT NULL,
+                    status text NOT NULL
+                        CHECK (status IN ('open', 'investigating', 'approval', 'closed')),
+                    created_by text NOT NULL
+                );
+                INSERT INTO capas_v2 SELECT id, reference, title, status, created_by FROM capas;
+                DROP TABLE capas;
+                ALTER TABLE capas_v2 RENAME TO capas;",
+            )
+            .postgres(
+                "ALTER TABLE capas DROP CONSTRAINT capas_status_check;
+                ALTER TABLE capas ADD CONSTRAINT capas_status_check
+                    CHECK (status IN ('open', 'investigating', 'approval', 'closed'));",
+            ),
+        Migration::new(4, "activity and notifications")
+            .sqlite(
+                "CREATE TABLE activity (
+                    seq integer PRIMARY KEY AUTOINCREMENT,
+                    user_id text NOT NULL,
+                    capa_id text NOT NULL,
+                    reference text NOT NULL,
+                    title text NOT NULL,
+                    action text NOT NULL
+                );
+                CREATE INDEX activity_by_user ON activity (user_id, seq);
+                CREATE TABLE notifications (
+                    seq integer PRIMARY KEY AUTOINCREMENT,
+                    recipient text NOT NULL,
+                    capa_id text NOT NULL,
+                    message text NOT NULL,
+                    requested_by text NOT NULL
+                );",
+            )
+            .postgres(
+                "CREATE TABLE activity (
+                    seq bigserial PRIMARY KEY,
+                    user_id text NOT NULL,
+                    capa_id text NOT NULL,
+                    reference text NOT NULL,
+                    title text NOT NULL,
+                    action text NOT NULL
+                );
+                CREATE INDEX activity_by_user ON activity (user_id, seq);
+                CREATE TABLE notifications (
+                    seq bigserial PRIMARY KEY,
+                    recipient text NOT NULL,
+                    capa_id text NOT NULL,
+                    message text NOT NULL,
+                    requested_by text NOT NULL
+                );",
+            ),
     ])
     .expect("the migrations are well formed")
 }
@@ -100,7 +164,7 @@ pub struct Capa {
     pub reference: String,
     /// What went wrong.
     pub title: String,
-    /// `open`, `investigating` or `closed`.
+    /// `open`, `investigating`, `approval` or `closed`.
     pub status: CapaStatus,
     /// The user who opened it.
     pub created_by: String,
@@ -114,6 +178,8 @@ pub enum CapaStatus {
     Open,
     /// Root cause being investigated.
     Investigating,
+    /// Waiting for the approver (who is notified by a job).
+    Approval,
     /// Done; a closed CAPA cannot be reopened.
     Closed,
 }
@@ -123,6 +189,7 @@ impl CapaStatus {
         match self {
             CapaStatus::Open => "open",
             CapaStatus::Investigating => "investigating",
+            CapaStatus::Approval => "approval",
             CapaStatus::Closed => "closed",
         }
     }
@@ -227,6 +294,9 @@ pub struct Eqms {
     operator: PlatformContext,
     storage: TenantStorage,
     exports: PathBuf,
+    logs: logs::Logs,
+    cache: tenancy_cache::Cache,
+    jobs: jobs::Jobs,
 }
 
 /// Why the app could not start.
@@ -237,16 +307,31 @@ impl Eqms {
     /// that are not there yet, each with its user and one CAPA. Attachments go to a
     /// directory per tenant under `data_dir` ([`attachments::local_storage`]).
     pub async fn open(data_dir: &Path) -> Result<Eqms, StartError> {
-        Eqms::open_with(data_dir, attachments::local_storage(data_dir)).await
+        Eqms::open_with(data_dir, Config::default()).await
     }
 
-    /// Like [`Eqms::open`], with the tenants' buckets where `storage` says
-    /// ([`attachments::storage_config`]).
-    pub async fn open_with(data_dir: &Path, storage: StorageConfig) -> Result<Eqms, StartError> {
+    /// As [`Eqms::open`], with the logs, cache, queue and storage `config` describes.
+    pub async fn open_with(data_dir: &Path, mut config: Config) -> Result<Eqms, StartError> {
+        let logs = logs::Logs::new(&mut config, data_dir)?;
+        // Start-up logs through the pipeline too: a callsite first reached with no
+        // subscriber in scope would otherwise stay silent (tracing caches its interest).
+        let dispatch = logs.dispatch().clone();
+        Eqms::start(data_dir, config, logs)
+            .with_subscriber(dispatch)
+            .await
+    }
+
+    async fn start(data_dir: &Path, config: Config, logs: logs::Logs) -> Result<Eqms, StartError> {
+        let storage = config
+            .storage
+            .clone()
+            .unwrap_or_else(|| attachments::local_storage(data_dir));
         let storage = TenantStorage::new(storage)?;
         let exports = data_dir.join("exports");
         std::fs::create_dir_all(&exports)?;
         let db = TenantDb::new(DbConfig::embedded(data_dir), migrations())?;
+        let cache = activity::open_cache(&config)?;
+        let jobs = jobs::Jobs::open(&config, data_dir, db.clone(), logs.dispatch().clone()).await?;
         let operator = PlatformContext::new(Actor::service("eqms-setup")?)?;
         db.platform().prepare(&operator).await?;
         let directory = Directory::default();
@@ -264,6 +349,9 @@ impl Eqms {
             operator,
             storage,
             exports,
+            logs,
+            cache,
+            jobs,
         };
         for (n, (tenant, firm, user, user_name, first_capa)) in DEMO_TENANTS.iter().enumerate() {
             let id: TenantId = tenant.parse()?;
@@ -282,7 +370,8 @@ impl Eqms {
                 reference: format!("CAPA-2026-{:03}", n + 1),
                 title: (*first_capa).to_owned(),
             };
-            insert_capa(&eqms.db, &ctx, &capa).await?;
+            // In the tenant's scope, so its log line carries the tenant.
+            ctx.scope(insert_capa(&eqms.db, &ctx, &capa)).await?;
         }
         Ok(eqms)
     }
@@ -300,6 +389,26 @@ impl Eqms {
     /// The tenants' buckets (for tests that look behind the API).
     pub fn storage(&self) -> &TenantStorage {
         &self.storage
+    }
+
+    /// The logging pipeline (the binary installs it globally).
+    pub fn logs(&self) -> &logs::Logs {
+        &self.logs
+    }
+
+    /// The response cache of `GET /api/activity`.
+    pub fn cache(&self) -> &tenancy_cache::Cache {
+        &self.cache
+    }
+
+    /// The job queue; its worker runs next to the server.
+    pub fn jobs(&self) -> &jobs::Jobs {
+        &self.jobs
+    }
+
+    /// The identity platform work runs under.
+    pub fn operator(&self) -> &PlatformContext {
+        &self.operator
     }
 
     async fn create_tenant(&self, id: TenantId, firm: &str) -> Result<(), ApiError> {
@@ -336,6 +445,11 @@ impl Eqms {
                 "/capas/{id}/attachments/{name}",
                 get(attachments::get).put(attachments::put),
             )
+            .route(
+                "/activity",
+                get(activity::recent_activity).layer(activity::cache_layer(&self.cache)),
+            )
+            .route("/notifications", get(jobs::list_notifications))
             // Inner to outer: membership, then authentication, then the tenant.
             .layer(RequireMemberLayer::new(self.directory.clone()).refuse_with(refusal_page))
             .layer(middleware::from_fn_with_state(
@@ -349,6 +463,10 @@ impl Eqms {
             .route("/signup", post(sign_up))
             .route("/operator/tenants", get(operator_tenants))
             .with_state(self.clone())
+            .layer(middleware::from_fn_with_state(
+                self.logs.dispatch().clone(),
+                logs::with_logs,
+            ))
     }
 }
 
@@ -411,6 +529,8 @@ pub enum ApiError {
     InvalidName(String),
     /// The export bundle could not be packed.
     Export(std::io::Error),
+    /// The status changed, but the job that follows it could not be queued.
+    Queue(tenancy_queue::Error),
 }
 
 impl fmt::Display for ApiError {
@@ -433,6 +553,10 @@ impl fmt::Display for ApiError {
             ApiError::Export(_) => {
                 f.write_str("the audit bundle could not be packed; check the data directory's disk")
             }
+            ApiError::Queue(error) => write!(
+                f,
+                "the status changed, but notifying the approver could not be queued: {error}"
+            ),
         }
     }
 }
@@ -444,6 +568,7 @@ impl std::error::Error for ApiError {
             ApiError::Audit(error) => error.source(),
             ApiError::Storage(error) => error.source(),
             ApiError::Export(error) => Some(error),
+            ApiError::Queue(error) => error.source(),
             ApiError::Closed | ApiError::DuplicateReference(_) | ApiError::InvalidName(_) => None,
         }
     }
@@ -461,6 +586,7 @@ impl HttpError for ApiError {
             ApiError::Storage(error) => error.class(),
             ApiError::InvalidName(_) => ErrorClass::BadRequest,
             ApiError::Export(_) => ErrorClass::Internal,
+            ApiError::Queue(_) => ErrorClass::Unavailable,
         }
     }
 }
@@ -489,7 +615,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-const CAPA_COLUMNS: &str = "id, reference, title, status, created_by";
+pub(crate) const CAPA_COLUMNS: &str = "id, reference, title, status, created_by";
 
 async fn insert_capa(db: &TenantDb, ctx: &TenantContext, capa: &NewCapa) -> Result<Capa, ApiError> {
     let id = uuid::Uuid::new_v4().to_string();
@@ -524,7 +650,14 @@ async fn insert_capa(db: &TenantDb, ctx: &TenantContext, capa: &NewCapa) -> Resu
             }
             _ => ApiError::Db(error),
         })?;
+    activity::record(&mut tx, ctx, &created, "created").await?;
     tx.commit().await?;
+    tracing::info!(
+        capa.id = %created.id,
+        capa.reference = %created.reference,
+        capa.title = %created.title,
+        "CAPA created"
+    );
     Ok(created)
 }
 
@@ -549,6 +682,7 @@ async fn create_capa(
     Json(capa): Json<NewCapa>,
 ) -> Result<(StatusCode, Json<Capa>), ApiError> {
     let created = insert_capa(&app.db, &ctx, &capa).await?;
+    activity::invalidate(&app, &ctx).await;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -595,7 +729,22 @@ async fn change_status(
         &[change.status.as_str().into(), id.as_str().into()],
     )
     .await?;
+    let previous = before.status;
+    activity::record(&mut tx, &ctx, &capa, change.status.as_str()).await?;
     tx.commit().await?;
+    tracing::info!(
+        capa.id = %capa.id,
+        capa.title = %capa.title,
+        from = previous.as_str(),
+        to = capa.status.as_str(),
+        "CAPA status changed"
+    );
+    activity::invalidate(&app, &ctx).await;
+    if capa.status == CapaStatus::Approval && previous != CapaStatus::Approval {
+        jobs::on_status_change(&app, &ctx, &capa)
+            .await
+            .map_err(ApiError::Queue)?;
+    }
     Ok(Json(capa))
 }
 

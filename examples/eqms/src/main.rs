@@ -4,12 +4,12 @@
 //! under `EQMS_DATA_DIR` (a directory in the system's temporary directory by default),
 //! seeds two demo tenants, and prints the URLs to try. Stop it with Ctrl-C. Attachments go
 //! to a directory per tenant under the data directory, or to S3 when `EQMS_S3_URL` is set
-//! (see `example_eqms::attachments::storage_config`).
+//! (see `example_eqms::Config`).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use example_eqms::{DEMO_TENANTS, Eqms, OPERATOR, StartError};
+use example_eqms::{Config, DEMO_TENANTS, Eqms, OPERATOR, StartError};
 
 #[tokio::main]
 async fn main() -> Result<(), StartError> {
@@ -22,8 +22,8 @@ async fn main() -> Result<(), StartError> {
     let data_dir = std::env::var_os("EQMS_DATA_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("tenancy-eqms-demo"));
-    let storage = example_eqms::attachments::storage_config(&data_dir)?;
-    let app = Eqms::open_with(&data_dir, storage).await?;
+    let app = Eqms::open_with(&data_dir, Config::from_env()?).await?;
+    app.logs().install_global()?;
     let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
         .await
         .map_err(|error| format!("cannot listen on 127.0.0.1:{port} ({error}); set EQMS_PORT"))?;
@@ -70,10 +70,14 @@ async fn main() -> Result<(), StartError> {
     println!("  curl -H 'x-user: {}' {base}/operator/tenants", OPERATOR.0);
     println!("Browsers: http://{acme}.localhost:{port}/api/capas (refusals come as a page).");
 
-    axum::serve(listener, app.router(port))
+    // The job worker runs next to the server and stops with it.
+    let worker = app.jobs().start_worker();
+    let served = axum::serve(listener, app.router(port))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
-        .await?;
+        .await;
+    worker.stop().await?;
+    served?;
     Ok(())
 }

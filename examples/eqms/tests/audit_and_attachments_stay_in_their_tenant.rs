@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use example_eqms::attachments::Attachment;
-use example_eqms::{Capa, CapaStatus, Eqms, NewCapa, StatusChange};
+use example_eqms::{Capa, CapaStatus, Config, Eqms, NewCapa, StatusChange};
 use http::{Method, StatusCode};
 use serde_json::Value;
 use tenancy_audit::Entry;
@@ -537,9 +537,15 @@ async fn attachments_stay_in_their_tenant_on_s3() {
     // The fixture's buckets (unique prefix) are removed when it is dropped.
     let storage = TestStorage::new(Backend::S3, tenancy_storage::Layout::BucketPerTenant);
     let dir = DataDir::new("attach-s3");
-    let app = Eqms::open_with(&dir.0, storage.config().clone())
-        .await
-        .expect("the app starts");
+    let app = Eqms::open_with(
+        &dir.0,
+        Config {
+            storage: Some(storage.config().clone()),
+            ..Config::default()
+        },
+    )
+    .await
+    .expect("the app starts");
     attachments_stay_in_their_tenant(&app).await;
     // Each tenant's object is in that tenant's bucket on the server.
     let raw = storage.raw();

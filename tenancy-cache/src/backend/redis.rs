@@ -115,7 +115,8 @@ impl ConnectionLike for RedisConn {
 
 /// Makes connections for one pool.
 pub(crate) enum RedisManager {
-    Standalone(deadpool_redis::Manager),
+    // Boxed: the manager is far larger than the other variants.
+    Standalone(Box<deadpool_redis::Manager>),
     #[cfg(feature = "cluster")]
     Cluster(redis::cluster::ClusterClient),
     /// The manager could not be built: every connection attempt fails with this.
@@ -850,7 +851,7 @@ fn make_manager(
         .set_response_timeout(Some(response_timeout))
         .set_connection_timeout(Some(connect_timeout));
     match deadpool_redis::Manager::new_with_config(infos[0].clone(), config) {
-        Ok(manager) => RedisManager::Standalone(manager),
+        Ok(manager) => RedisManager::Standalone(Box::new(manager)),
         Err(error) => RedisManager::Broken(error.to_string()),
     }
 }
