@@ -1,0 +1,131 @@
+//! [`stop_gracefully`]: a bounded, graceful stop for apalis workers on the persisted
+//! backends (SQLite, Redis, PostgreSQL), in place of `Worker::run_until`.
+//!
+//! Why not `run_until`: apalis-core 1.0 moves a worker that is told to stop straight to
+//! its shutting-down phase, where `CallAll::poll_next` (apalis-core
+//! `src/worker/call_all.rs`, lines 160-166) only polls the in-flight jobs and no longer calls
+//! the backend's `poll_ready`, the one place (besides `poll_close`, reached only once no job
+//! is in flight) that drains the channel of lock and completion events
+//! (`Persisted::try_drain_events`, `src/backend/persistence/mod.rs`). That channel holds
+//! `batch_size * 4` events (40 by default, `persistence/mod.rs` line 198); each job sends two
+//! (`Lock` when it starts and `Complete` when it ends, `persistence/service.rs` lines 131-154).
+//! With more than about twenty jobs in flight when the stop comes, a job's `Complete` waits for room
+//! that never comes, the job never leaves the in-flight set, and the worker never stops.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::time::Duration;
+
+use apalis_core::error::WorkerError;
+use apalis_core::worker::context::WorkerContext;
+
+/// The future [`stop_gracefully`]'s closure returns, as `Worker::run_with_ctx` wants it.
+pub type StopFuture = Pin<Box<dyn Future<Output = Result<(), WorkerError>> + Send>>;
+
+/// How often the stop checks whether the worker's jobs are done.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Stops a worker gracefully once `signal` completes, within `grace`: pass the result to
+/// `Worker::run_with_ctx` in place of `worker.run_until(signal)`.
+///
+/// When `signal` completes, the worker:
+/// 1. pauses: it fetches and starts no more jobs, but keeps recording the ones it runs;
+/// 2. finishes the jobs it has started, each under its own tenant (the scope of
+///    [`RetenantLayer`](crate::RetenantLayer));
+/// 3. stops: the backend hands the jobs it fetched but did not start back to the queue,
+///    unchanged (their envelopes still name their tenants), for the next worker.
+///
+/// If the started jobs are not all done after `grace`, the worker is dropped as if its
+/// process had died, and `run_with_ctx` returns an error of kind `TimedOut`: the unfinished
+/// jobs stay locked to it until its heartbeat is stale, then the backend's orphan handling
+/// gives them to another worker, which runs them under their tenants again. No job is
+/// lost either way, but jobs must tolerate running twice.
+///
+/// If `signal` fails, its error is returned and the worker is dropped at once.
+///
+/// ```no_run
+/// # use std::time::Duration;
+/// # use apalis::prelude::*;
+/// # use tenancy_core::InMemoryCatalog;
+/// # use tenancy_queue::{QueueName, RetenantLayer};
+/// # #[derive(serde::Deserialize)] struct Job;
+/// # async fn job(_: Job) {}
+/// # async fn run(catalog: InMemoryCatalog, pool: apalis_sqlite::SqlitePool) -> Result<(), WorkerError> {
+/// let name = QueueName::new("reports").unwrap();
+/// let backend = tenancy_queue::sqlite(&pool, &name, apalis_sqlite::Config::default());
+/// let worker = WorkerBuilder::new("reports-1")
+///     .backend(backend)
+///     .build(RetenantLayer::<_, Job>::new(catalog).layer(task_fn(job)));
+/// let ctrl_c = async { tokio::signal::ctrl_c().await };
+/// worker
+///     .run_with_ctx(tenancy_queue::stop_gracefully(ctrl_c, Duration::from_secs(30)))
+///     .await
+/// # }
+/// ```
+pub fn stop_gracefully<S, E>(
+    signal: S,
+    grace: Duration,
+) -> impl FnMut(WorkerContext) -> StopFuture + Send + 'static
+where
+    S: Future<Output = Result<(), E>> + Send + 'static,
+    E: Into<WorkerError> + 'static,
+{
+    let mut signal = Some(signal);
+    move |worker| Box::pin(stop_after(worker, signal.take(), grace))
+}
+
+async fn stop_after<S, E>(
+    worker: WorkerContext,
+    signal: Option<S>,
+    grace: Duration,
+) -> Result<(), WorkerError>
+where
+    S: Future<Output = Result<(), E>> + Send,
+    E: Into<WorkerError>,
+{
+    if let Some(signal) = signal {
+        signal.await.map_err(Into::into)?;
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    let timed_out = || {
+        WorkerError::IoError(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "worker {} did not finish its jobs within {grace:?} of being told to stop: \
+                 it was dropped, and its unfinished jobs go back to the queue once its heartbeat \
+                 is stale; give jobs more time to stop or make them shorter",
+                tenancy_core::quote(worker.name())
+            ),
+        ))
+    };
+    // A stop signalled before the worker started waits for it to start.
+    while worker.is_pending() {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(timed_out());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    // Paused, the worker starts nothing new but still drains the backend's event channel,
+    // so its started jobs can record their completion.
+    if worker.pause().is_ok() {
+        while worker.task_count() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(timed_out());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    // Nothing in flight but the last completion events: the worker closes the backend,
+    // which flushes them and re-enqueues the jobs it fetched but did not start.
+    if !worker.is_stopped() {
+        worker.stop()?;
+    }
+    while !worker.is_terminated() {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(timed_out());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    Ok(())
+}
