@@ -46,20 +46,25 @@ const POLL: Duration = Duration::from_millis(10);
 ///
 /// ```no_run
 /// # use std::time::Duration;
-/// # use apalis::prelude::*;
 /// # use tenancy_core::InMemoryCatalog;
-/// # use tenancy_queue::{QueueName, RetenantLayer};
-/// # #[derive(serde::Deserialize)] struct Job;
-/// # async fn job(_: Job) {}
-/// # async fn run(catalog: InMemoryCatalog, pool: apalis_sqlite::SqlitePool) -> Result<(), WorkerError> {
-/// let name = QueueName::new("reports").unwrap();
-/// let backend = tenancy_queue::sqlite(&pool, &name, apalis_sqlite::Config::default());
+/// use tenancy_queue::apalis::prelude::*;
+/// use tenancy_queue::{QueueName, RetenantLayer};
+/// # #[derive(serde::Deserialize)] struct Report;
+/// # async fn report(_: Report) {}
+/// # async fn run(catalog: InMemoryCatalog, pool: tenancy_queue::apalis_sqlite::SqlitePool) -> Result<(), WorkerError> {
+/// let name = QueueName::new("reports").expect("a valid queue name");
+/// let config = tenancy_queue::apalis_sqlite::Config::default();
 /// let worker = WorkerBuilder::new("reports-1")
-///     .backend(backend)
-///     .build(RetenantLayer::<_, Job>::new(catalog).layer(task_fn(job)));
-/// let ctrl_c = async { tokio::signal::ctrl_c().await };
+///     .backend(tenancy_queue::sqlite(&pool, &name, config))
+///     .build(RetenantLayer::<_, Report>::new(catalog).layer(task_fn(report)));
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// let signal = async move {
+///     let _ = stopped.await; // the server's shutdown sends on `stop`
+///     Ok::<(), std::io::Error>(())
+/// };
+/// # drop(stop);
 /// worker
-///     .run_with_ctx(tenancy_queue::stop_gracefully(ctrl_c, Duration::from_secs(30)))
+///     .run_with_ctx(tenancy_queue::stop_gracefully(signal, Duration::from_secs(30)))
 ///     .await
 /// # }
 /// ```

@@ -527,7 +527,7 @@ on_every_backend! {
             let _ = stopped.await;
             Ok::<(), std::io::Error>(())
         };
-        let (second, ()) = tokio::join!(parallel.run_until(signal), async {
+        let (second, ()) = tokio::join!(parallel.run_with_ctx(tenancy_queue::stop_gracefully(signal, STOP_GRACE)), async {
             with_worker!(backend, layer, recorder, async {
                 let deadline = std::time::Instant::now() + Duration::from_secs(60);
                 while store.done(&queue).await < canaries.len() {
@@ -618,7 +618,7 @@ on_every_backend! {
             let _ = stopped.await;
             Ok::<(), std::io::Error>(())
         };
-        let (ran, ()) = tokio::join!(worker.run_until(signal), async {
+        let (ran, ()) = tokio::join!(worker.run_with_ctx(tenancy_queue::stop_gracefully(signal, STOP_GRACE)), async {
             recorder.wait_for(6 * 4, Duration::from_secs(60)).await;
             let _ = stop.send(());
         });
