@@ -4,13 +4,16 @@
 //! Why not `run_until`: apalis-core 1.0 moves a worker that is told to stop straight to
 //! its shutting-down phase, where `CallAll::poll_next` (apalis-core
 //! `src/worker/call_all.rs`, lines 160-166) only polls the in-flight jobs and no longer calls
-//! the backend's `poll_ready`, the one place (besides `poll_close`, reached only once no job
-//! is in flight) that drains the channel of lock and completion events
-//! (`Persisted::try_drain_events`, `src/backend/persistence/mod.rs`). That channel holds
-//! `batch_size * 4` events (40 by default, `persistence/mod.rs` line 198); each job sends two
-//! (`Lock` when it starts and `Complete` when it ends, `persistence/service.rs` lines 131-154).
-//! With more than about twenty jobs in flight when the stop comes, a job's `Complete` waits for room
-//! that never comes, the job never leaves the in-flight set, and the worker never stops.
+//! the backend's `poll_ready`, which (with `poll_close`, reached only once no job is in
+//! flight) is the only place that drains the channel of lock and completion events
+//! (`Persisted::try_drain_events`, `src/backend/persistence/mod.rs`; `poll_ready` does not
+//! drain either while a fetch is pending or a fetched batch is being started, lines 262-304).
+//! That channel holds `batch_size * 4` events (40 by default, `persistence/mod.rs` line
+//! 198); each job sends two (`Lock` when it starts and `Complete` when it ends,
+//! `persistence/service.rs` lines 131-154), and a send that overfills it waits for a drain.
+//! With 42 jobs in flight when the stop came, a job's `Complete` waited for a drain that
+//! never came, the job never left the in-flight set, and the worker never stopped. A worker
+//! limited to `batch_size` jobs at once (`.concurrency(n)`) does not fill the channel.
 
 use std::future::Future;
 use std::io;
@@ -23,11 +26,17 @@ use apalis_core::worker::context::WorkerContext;
 /// The future [`stop_gracefully`]'s closure returns, as `Worker::run_with_ctx` wants it.
 pub type StopFuture = Pin<Box<dyn Future<Output = Result<(), WorkerError>> + Send>>;
 
-/// How often the stop checks whether the worker's jobs are done.
-const POLL: Duration = Duration::from_millis(10);
+/// How often the stop checks whether the worker's jobs are done, and nudges it.
+const POLL: Duration = Duration::from_millis(20);
+
+/// How many nudges with no job in flight before the worker is stopped.
+const SETTLE_NUDGES: u32 = 5;
 
 /// Stops a worker gracefully once `signal` completes, within `grace`: pass the result to
-/// `Worker::run_with_ctx` in place of `worker.run_until(signal)`.
+/// `Worker::run_with_ctx` in place of `worker.run_until(signal)`. Build the worker with
+/// `.concurrency(n)`, `n` at most the backend's `batch_size` (see the crate's README,
+/// "shutdown"): with more jobs in flight, apalis-core 1.0 can leave a job waiting forever
+/// to record its completion, and this stop then ends by its timeout.
 ///
 /// When `signal` completes, the worker:
 /// 1. pauses: it fetches and starts no more jobs, but keeps recording the ones it runs;
@@ -56,6 +65,7 @@ const POLL: Duration = Duration::from_millis(10);
 /// let config = tenancy_queue::apalis_sqlite::Config::default();
 /// let worker = WorkerBuilder::new("reports-1")
 ///     .backend(tenancy_queue::sqlite(&pool, &name, config))
+///     .concurrency(10) // the default batch size
 ///     .build(RetenantLayer::<_, Report>::new(catalog).layer(task_fn(report)));
 /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 /// let signal = async move {
@@ -111,12 +121,23 @@ where
         }
         tokio::time::sleep(POLL).await;
     }
-    // Paused, the worker starts nothing new but still drains the backend's event channel,
-    // so its started jobs can record their completion.
+    // Paused, the worker starts nothing new but still drains the backend's event channel
+    // whenever it is polled, so its started jobs can record their completion. A job's
+    // completion is recorded after it leaves `task_count`, and its send can wait for a
+    // drain, so the worker is nudged until nothing has been in flight for a while.
     if worker.pause().is_ok() {
-        while worker.task_count() > 0 {
+        let mut idle = 0;
+        while idle < SETTLE_NUDGES {
             if tokio::time::Instant::now() >= deadline {
                 return Err(timed_out());
+            }
+            if worker.task_count() == 0 {
+                idle += 1;
+            } else {
+                idle = 0;
+            }
+            if !nudge(&worker) {
+                break;
             }
             tokio::time::sleep(POLL).await;
         }
@@ -133,4 +154,13 @@ where
         tokio::time::sleep(POLL).await;
     }
     Ok(())
+}
+
+/// Wakes a paused worker without letting it fetch: `resume` wakes its task and `pause`
+/// follows with no await between, and `run_with_ctx` polls this future and the worker in
+/// one task, so the worker is next polled paused. That poll drains the backend's event
+/// channel, releasing the jobs whose completion waits for room in it. `false` if the worker
+/// is no longer paused.
+fn nudge(worker: &WorkerContext) -> bool {
+    worker.resume().is_ok() && worker.pause().is_ok()
 }

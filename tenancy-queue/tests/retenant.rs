@@ -116,11 +116,11 @@ const STOP_GRACE: Duration = Duration::from_secs(20);
 
 /// A worker on `$backend` whose handler is `handler` behind `$layer`, run (polled in the
 /// test's own task) while `$body` runs; stopped with `stop_gracefully` when `$body` ends,
-/// and failing the test if it does not stop within [`STOP_GRACE`]. With `limit`, at most
-/// that many jobs run at once.
+/// and failing the test if it does not stop within [`STOP_GRACE`]. At most `limit` jobs (by
+/// default the backends' batch size, 10, as `stop_gracefully` requires) run at once.
 macro_rules! with_worker {
     ($backend:expr, $layer:expr, $recorder:expr, $body:expr) => {
-        with_worker!(limit 10_000, $backend, $layer, $recorder, $body)
+        with_worker!(limit 10, $backend, $layer, $recorder, $body)
     };
     (limit $limit:expr, $backend:expr, $layer:expr, $recorder:expr, $body:expr) => {{
         let worker = WorkerBuilder::new(common::worker_name("w"))
@@ -489,7 +489,8 @@ on_every_backend! {
     }
 
     async fn a_stopped_worker_finishes_its_in_flight_jobs_under_their_tenants_and_loses_none(store, queue, backend) {
-        stop_mid_queue!(store, queue, backend, 10_000);
+        // As many at once as the backend fetches: all of a batch in flight at the stop.
+        stop_mid_queue!(store, queue, backend, 10);
     }
 
     async fn a_stopped_worker_hands_back_the_jobs_it_fetched_but_did_not_start(store, queue, backend) {
