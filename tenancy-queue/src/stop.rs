@@ -122,7 +122,9 @@ where
         tokio::time::sleep(POLL).await;
     }
     // Paused, the worker starts nothing new but still drains the backend's event channel
-    // whenever it is polled, so its started jobs can record their completion. A job's
+    // when it is polled (unless it was paused with a fetch pending: hence the concurrency
+    // limit, under which no job ever waits for a drain), so its started jobs can record
+    // their completion. A job's
     // completion is recorded after it leaves `task_count`, and its send can wait for a
     // drain, so the worker is nudged until nothing has been in flight for a while.
     if worker.pause().is_ok() {
