@@ -8,6 +8,7 @@ mod error;
 mod fair;
 mod layer;
 mod queue;
+mod stop;
 
 #[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 pub use backends::*;
@@ -16,6 +17,7 @@ pub use error::{Error, ErrorKind, Rejection, RejectionKind};
 pub use fair::{FairQueue, tenant_queue_name};
 pub use layer::{ResponseFuture, Retenant, RetenantLayer};
 pub use queue::{QueueName, TenantQueue};
+pub use stop::{StopFuture, stop_gracefully};
 
 /// The apalis version this crate is built against, re-exported so that workers and
 /// backends use the same types.

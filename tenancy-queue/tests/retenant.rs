@@ -111,13 +111,22 @@ macro_rules! on_every_backend {
     )*};
 }
 
+/// How long a test worker may take to stop once told to.
+const STOP_GRACE: Duration = Duration::from_secs(20);
+
 /// A worker on `$backend` whose handler is `handler` behind `$layer`, run (polled in the
-/// test's own task) while `$body` runs; stopped when `$body` ends.
+/// test's own task) while `$body` runs; stopped with `stop_gracefully` when `$body` ends,
+/// and failing the test if it does not stop within [`STOP_GRACE`]. At most `limit` jobs (by
+/// default the backends' batch size, 10, as `stop_gracefully` requires) run at once.
 macro_rules! with_worker {
-    ($backend:expr, $layer:expr, $recorder:expr, $body:expr) => {{
+    ($backend:expr, $layer:expr, $recorder:expr, $body:expr) => {
+        with_worker!(limit 10, $backend, $layer, $recorder, $body)
+    };
+    (limit $limit:expr, $backend:expr, $layer:expr, $recorder:expr, $body:expr) => {{
         let worker = WorkerBuilder::new(common::worker_name("w"))
             .backend($backend.clone())
             .data($recorder.clone())
+            .concurrency($limit)
             .catch_panic()
             .timeout(Duration::from_secs(2))
             .build($layer.clone().layer(task_fn(handler)));
@@ -126,13 +135,84 @@ macro_rules! with_worker {
             let _ = stopped.await;
             Ok::<(), std::io::Error>(())
         };
-        let (ran, out) = tokio::join!(worker.run_until(signal), async {
-            let out = $body.await;
-            let _ = stop.send(());
-            out
-        });
-        ran.expect("the worker ran and stopped cleanly");
+        let (ran, out) = tokio::join!(
+            worker.run_with_ctx(tenancy_queue::stop_gracefully(signal, STOP_GRACE)),
+            async {
+                let out = $body.await;
+                let _ = stop.send(());
+                out
+            }
+        );
+        ran.expect("the worker finished its jobs and stopped within STOP_GRACE of being told to");
         out
+    }};
+}
+
+/// Pushes 42 short jobs (more than four fetch batches: the backends fetch 10 at a time) for
+/// three tenants, stops a worker running at most `$limit` at once as soon as its first job
+/// has started, then lets a second worker run what is left: every job that started on the
+/// first worker finished there, and every job ran to the end exactly once, under its own
+/// tenant; none is lost.
+macro_rules! stop_mid_queue {
+    ($store:ident, $queue:ident, $backend:ident, $limit:expr) => {{
+        let (catalog, tenants) = common::catalog(3);
+        let jobs = TenantQueue::<_, Job>::new($backend.clone());
+        let mut canaries = std::collections::HashMap::new();
+        for i in 0..42 {
+            let tenant = &tenants[i % tenants.len()];
+            let canary = tenancy_test::log::canary("stop");
+            let mut job = Job::new(tenant, &canary);
+            job.sleep_ms = 200;
+            jobs.push(&common::ctx(tenant), job).await.unwrap();
+            canaries.insert(canary, tenant.to_string());
+        }
+        let recorder = Recorder::default();
+        let layer = RetenantLayer::<_, Job>::new(catalog);
+        // Stop as soon as the first job is in flight.
+        with_worker!(limit $limit, $backend, layer, recorder, async {
+            recorder.wait_for(1, Duration::from_secs(30)).await;
+        });
+        // Every job that started on the first worker finished there (recorded again after
+        // its sleep), under its tenant.
+        let first = recorder.all();
+        assert_all_under_their_tenant(&first);
+        let started: std::collections::HashSet<&str> = first.iter().map(|s| s.canary.as_str()).collect();
+        for canary in &started {
+            assert_eq!(
+                first.iter().filter(|s| s.canary == *canary).count(),
+                2,
+                "job {canary} was cut short by the stop: {first:?}"
+            );
+        }
+        assert_eq!(
+            $store.done(&$queue).await,
+            started.len(),
+            "the first worker did not record the completion of every job it started"
+        );
+        // The jobs it fetched but did not start, and those it never fetched, are not lost:
+        // a second worker runs them.
+        with_worker!($backend, layer, recorder, async {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while $store.done(&$queue).await < canaries.len() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "only {} of {} jobs done after the first worker stopped having started {}",
+                    $store.done(&$queue).await,
+                    canaries.len(),
+                    started.len()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let seen = recorder.all();
+        assert_all_under_their_tenant(&seen);
+        for (canary, tenant) in &canaries {
+            let runs: Vec<&Seen> = seen.iter().filter(|s| &s.canary == canary).collect();
+            assert_eq!(runs.len(), 2, "job {canary} did not run exactly once to its end: {runs:?}");
+            assert!(runs.iter().all(|s| &s.pushed_for == tenant), "{runs:?}");
+        }
+        assert_eq!($store.done(&$queue).await, canaries.len());
+        assert_no_tenant_left();
     }};
 }
 
@@ -409,38 +489,13 @@ on_every_backend! {
     }
 
     async fn a_stopped_worker_finishes_its_in_flight_jobs_under_their_tenants_and_loses_none(store, queue, backend) {
-        let (catalog, tenants) = common::catalog(3);
-        let jobs = TenantQueue::<_, Job>::new(backend.clone());
-        // At most one fetch (the backends fetch 10 at a time), all running at once.
-        let mut pushed = 0;
-        for i in 0..9 {
-            let tenant = &tenants[i % tenants.len()];
-            let mut job = Job::new(tenant, &tenancy_test::log::canary("stop"));
-            job.sleep_ms = 600;
-            jobs.push(&common::ctx(tenant), job).await.unwrap();
-            pushed += 1;
-        }
-        let recorder = Recorder::default();
-        let layer = RetenantLayer::<_, Job>::new(catalog);
-        // Stop as soon as the first job is in flight.
-        with_worker!(backend, layer, recorder, async {
-            recorder.wait_for(1, Duration::from_secs(30)).await;
-        });
-        // Every job that started has finished (recorded again after its sleep), under its
-        // tenant, and is done in the backend; none is lost.
-        let seen = recorder.all();
-        assert_all_under_their_tenant(&seen);
-        let started: std::collections::HashSet<&str> = seen.iter().map(|s| s.canary.as_str()).collect();
-        for canary in &started {
-            assert_eq!(
-                seen.iter().filter(|s| s.canary == *canary).count(),
-                2,
-                "job {canary} was cut short by the stop: {seen:?}"
-            );
-        }
-        assert_eq!(started.len(), pushed, "{seen:?}");
-        assert_eq!(store.done(&queue).await, pushed);
-        assert_no_tenant_left();
+        // As many at once as the backend fetches: all of a batch in flight at the stop.
+        stop_mid_queue!(store, queue, backend, 10);
+    }
+
+    async fn a_stopped_worker_hands_back_the_jobs_it_fetched_but_did_not_start(store, queue, backend) {
+        // Two at a time: most of each fetched batch waits in the worker when it stops.
+        stop_mid_queue!(store, queue, backend, 2);
     }
 
     async fn two_workers_on_many_tenants_never_run_a_job_under_another_jobs_tenant(store, queue, backend) {
@@ -473,7 +528,7 @@ on_every_backend! {
             let _ = stopped.await;
             Ok::<(), std::io::Error>(())
         };
-        let (second, ()) = tokio::join!(parallel.run_until(signal), async {
+        let (second, ()) = tokio::join!(parallel.run_with_ctx(tenancy_queue::stop_gracefully(signal, STOP_GRACE)), async {
             with_worker!(backend, layer, recorder, async {
                 let deadline = std::time::Instant::now() + Duration::from_secs(60);
                 while store.done(&queue).await < canaries.len() {
@@ -564,7 +619,7 @@ on_every_backend! {
             let _ = stopped.await;
             Ok::<(), std::io::Error>(())
         };
-        let (ran, ()) = tokio::join!(worker.run_until(signal), async {
+        let (ran, ()) = tokio::join!(worker.run_with_ctx(tenancy_queue::stop_gracefully(signal, STOP_GRACE)), async {
             recorder.wait_for(6 * 4, Duration::from_secs(60)).await;
             let _ = stop.send(());
         });
