@@ -14,7 +14,9 @@ use tenancy_core::SharedCatalog;
 use tenancy_core::TenantContext;
 use tenancy_db::TenantDb;
 use tenancy_queue::apalis::prelude::Layer as _;
-use tenancy_queue::apalis::prelude::{BoxDynError, Data, WorkerBuilder, task_fn};
+use tenancy_queue::apalis::prelude::{
+    BoxDynError, Data, WorkerBuilder, WorkerBuilderExt as _, task_fn,
+};
 use tenancy_queue::apalis_postgres::{self, PgPool, PostgresStorage};
 use tenancy_queue::apalis_redis::{self, RedisStorage};
 use tenancy_queue::apalis_sqlite::{self, SqlitePool, SqliteStorage};
@@ -164,6 +166,9 @@ impl Jobs {
                 let worker = WorkerBuilder::new(name)
                     .backend($backend.clone())
                     .data(db)
+                    // At most the backends' fetch batch (10) at once: what lets a stopping
+                    // worker finish its jobs (tenancy-queue's README, "shutdown").
+                    .concurrency(10)
                     .build(layer.layer(task_fn(notify_approver)));
                 #[expect(
                     clippy::disallowed_methods,
@@ -171,8 +176,13 @@ impl Jobs {
                               tenant around its handler, and no tenant is in scope here"
                 )]
                 tokio::spawn(
-                    async move { worker.run_until(signal).await.map_err(StartError::from) }
-                        .with_subscriber(self.dispatch.clone()),
+                    async move {
+                        worker
+                            .run_with_ctx(tenancy_queue::stop_gracefully(signal, STOP_GRACE))
+                            .await
+                            .map_err(StartError::from)
+                    }
+                    .with_subscriber(self.dispatch.clone()),
                 )
             }};
         }
@@ -194,6 +204,10 @@ async fn sqlite(url: &str, name: &QueueName) -> Result<SqliteStorage<RawJob>, St
         apalis_sqlite::Config::default().heartbeat_interval(POLL),
     ))
 }
+
+/// How long a stopping worker may take to finish the jobs it started; past it, they are
+/// left to the backend to run again.
+const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// A running worker: stop it with the server.
 #[derive(Debug)]
