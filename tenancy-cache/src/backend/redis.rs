@@ -115,10 +115,10 @@ impl ConnectionLike for RedisConn {
 
 /// Makes connections for one pool.
 pub(crate) enum RedisManager {
-    // Boxed: the manager is far larger than the other variants.
+    // Both boxed: each manager is far larger than the error variant.
     Standalone(Box<deadpool_redis::Manager>),
     #[cfg(feature = "cluster")]
-    Cluster(redis::cluster::ClusterClient),
+    Cluster(Box<redis::cluster::ClusterClient>),
     /// The manager could not be built: every connection attempt fails with this.
     Broken(String),
 }
@@ -842,7 +842,7 @@ fn make_manager(
                 builder = builder.password(password);
             }
             return match builder.build() {
-                Ok(client) => RedisManager::Cluster(client),
+                Ok(client) => RedisManager::Cluster(Box::new(client)),
                 Err(error) => RedisManager::Broken(error.to_string()),
             };
         }
