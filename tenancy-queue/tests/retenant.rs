@@ -44,22 +44,29 @@ async fn handler(
     Ok(())
 }
 
+// Heartbeats every second, so a killed worker's jobs come back within seconds; a worker is
+// taken for dead after three missed ones. Never after one: apalis-redis' heartbeat stamps
+// the worker (in whole seconds), then re-enqueues the jobs of every worker stamped at
+// least `heartbeat_interval × missed_heartbeats` before, itself included; when a second
+// boundary falls between the two calls, a one-second allowance declares the worker itself
+// dead, takes its jobs back, and its next fetch fails with "worker not registered" (the
+// flaky Redis tests of issue 12).
 fn sqlite_config() -> apalis_sqlite::Config {
     apalis_sqlite::Config::default()
         .heartbeat_interval(Duration::from_secs(1))
-        .missed_heartbeats(1)
+        .missed_heartbeats(3)
 }
 
 fn redis_config() -> apalis_redis::Config {
     apalis_redis::Config::default()
         .heartbeat_interval(Duration::from_secs(1))
-        .missed_heartbeats(1)
+        .missed_heartbeats(3)
 }
 
 fn postgres_config() -> apalis_postgres::Config {
     apalis_postgres::Config::default()
         .heartbeat_interval(Duration::from_secs(1))
-        .missed_heartbeats(1)
+        .missed_heartbeats(3)
 }
 
 /// Each scenario runs once per backend, with `$store` (the fixture), `$queue` (its name)
