@@ -4,12 +4,22 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use tenancy_core::IsolationMode;
+use tenancy_db::DbConfig;
 use tenancy_log::Format;
 use tenancy_log::tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tenancy_storage::{S3Config, S3Credentials, StorageConfig};
 
-/// Where the app's logs, cache and jobs go.
+/// Where the app's tenant databases, logs, cache, jobs and attachments go.
 pub struct Config {
+    /// The tenant databases: a SQLite file per tenant in the data directory when `None`;
+    /// the `TENANCY_DB_*` variables of [`DbConfig::from_env`] (`TENANCY_DB_URL` and
+    /// `TENANCY_DB_SECRET` for PostgreSQL) when any is set.
+    pub db: Option<DbConfig>,
+    /// `EQMS_TENANT_ISOLATION`: how new tenants (the demo tenants, signed-up firms) are
+    /// placed: `database` (default; a file of its own on the embedded default), `schema` or
+    /// `row` (PostgreSQL only).
+    pub isolation: IsolationMode,
     /// `EQMS_LOG_FORMAT`: `json` (default) or `text`, for the ops stream.
     pub log_format: Format,
     /// Where the ops stream is written: standard output by default; tests give a capture.
@@ -38,6 +48,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            db: None,
+            isolation: IsolationMode::Database,
             log_format: Format::Json,
             ops_writer: BoxMakeWriter::new(std::io::stdout),
             tenant_log_dir: None,
@@ -55,6 +67,31 @@ impl Config {
     pub fn from_env() -> Result<Config, String> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let mut config = Config::default();
+        if std::env::vars_os().any(|(name, _)| {
+            name.to_str()
+                .is_some_and(|name| name.starts_with(tenancy_db::ENV_PREFIX))
+        }) {
+            config.db = Some(DbConfig::from_env().map_err(|error| error.to_string())?);
+        }
+        if let Some(isolation) = var("EQMS_TENANT_ISOLATION") {
+            config.isolation = match isolation.as_str() {
+                "database" => IsolationMode::Database,
+                "schema" => IsolationMode::Schema,
+                "row" => IsolationMode::Row,
+                _ => {
+                    return Err(format!(
+                        "EQMS_TENANT_ISOLATION={isolation:?} is not `database`, `schema` or `row`"
+                    ));
+                }
+            };
+        }
+        if config.isolation != IsolationMode::Database && config.db.is_none() {
+            return Err(format!(
+                "EQMS_TENANT_ISOLATION={} needs PostgreSQL: set TENANCY_DB_URL and \
+                 TENANCY_DB_SECRET (the embedded default has a file per tenant)",
+                config.isolation
+            ));
+        }
         if let Some(format) = var("EQMS_LOG_FORMAT") {
             config.log_format = match format.as_str() {
                 "json" => Format::Json,
@@ -93,6 +130,8 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // URLs may carry passwords: say which backend, not where.
         f.debug_struct("Config")
+            .field("db_from_env", &self.db.is_some())
+            .field("isolation", &self.isolation)
             .field("log_format", &self.log_format)
             .field("tenant_log_dir", &self.tenant_log_dir)
             .field("redis", &self.redis_url.is_some())

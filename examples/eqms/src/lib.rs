@@ -33,10 +33,8 @@ use tenancy_core::http::resolve::Subdomain;
 use tenancy_core::http::{
     ErrorClass, HttpError, Membership, Refusal, RequireMemberLayer, TenantLayer, error_response,
 };
-use tenancy_core::{
-    Actor, IsolationMode, Placement, PlatformContext, ServerName, TenantContext, TenantId,
-};
-use tenancy_db::{DbConfig, Migration, Migrations, TenantDb};
+use tenancy_core::{Actor, Placement, PlatformContext, TenantContext, TenantId};
+use tenancy_db::{DbConfig, Migration, Migrations, TenantDb, rls};
 use tenancy_storage::TenantStorage;
 use tracing::instrument::WithSubscriber as _;
 
@@ -93,7 +91,20 @@ pub fn migrations() -> Migrations {
                     status text NOT NULL CHECK (status IN ('open', 'investigating', 'closed')),
                     created_by text NOT NULL
                 )",
-            ),
+            )
+            .row_level(&fenced(
+                "CREATE TABLE capas (
+                    tenant_id text NOT NULL,
+                    id text NOT NULL,
+                    reference text NOT NULL,
+                    title text NOT NULL,
+                    status text NOT NULL CHECK (status IN ('open', 'investigating', 'closed')),
+                    created_by text NOT NULL,
+                    PRIMARY KEY (tenant_id, id),
+                    UNIQUE (tenant_id, reference)
+                )",
+                &["capas"],
+            )),
         tenancy_audit::migration(2),
         Migration::new(3, "capa approval status")
             .sqlite(
@@ -109,11 +120,8 @@ pub fn migrations() -> Migrations {
                 DROP TABLE capas;
                 ALTER TABLE capas_v2 RENAME TO capas;",
             )
-            .postgres(
-                "ALTER TABLE capas DROP CONSTRAINT capas_status_check;
-                ALTER TABLE capas ADD CONSTRAINT capas_status_check
-                    CHECK (status IN ('open', 'investigating', 'approval', 'closed'));",
-            ),
+            .postgres(APPROVAL_STATUS)
+            .row_level(APPROVAL_STATUS),
         Migration::new(4, "activity and notifications")
             .sqlite(
                 "CREATE TABLE activity (
@@ -133,26 +141,51 @@ pub fn migrations() -> Migrations {
                     requested_by text NOT NULL
                 );",
             )
-            .postgres(
-                "CREATE TABLE activity (
-                    seq bigserial PRIMARY KEY,
-                    user_id text NOT NULL,
-                    capa_id text NOT NULL,
-                    reference text NOT NULL,
-                    title text NOT NULL,
-                    action text NOT NULL
-                );
-                CREATE INDEX activity_by_user ON activity (user_id, seq);
-                CREATE TABLE notifications (
-                    seq bigserial PRIMARY KEY,
-                    recipient text NOT NULL,
-                    capa_id text NOT NULL,
-                    message text NOT NULL,
-                    requested_by text NOT NULL
-                );",
-            ),
+            .postgres(&activity_and_notifications(""))
+            .row_level(&fenced(
+                &activity_and_notifications("tenant_id text NOT NULL,"),
+                &["activity", "notifications"],
+            )),
     ])
     .expect("the migrations are well formed")
+}
+
+/// Migration 3 on PostgreSQL, whatever the placement.
+const APPROVAL_STATUS: &str = "ALTER TABLE capas DROP CONSTRAINT capas_status_check;
+    ALTER TABLE capas ADD CONSTRAINT capas_status_check
+        CHECK (status IN ('open', 'investigating', 'approval', 'closed'));";
+
+/// Migration 4 on PostgreSQL; `tenant_column` is the row-level tenants' `tenant_id`.
+fn activity_and_notifications(tenant_column: &str) -> String {
+    format!(
+        "CREATE TABLE activity (
+            {tenant_column}
+            seq bigserial PRIMARY KEY,
+            user_id text NOT NULL,
+            capa_id text NOT NULL,
+            reference text NOT NULL,
+            title text NOT NULL,
+            action text NOT NULL
+        );
+        CREATE INDEX activity_by_user ON activity (user_id, seq);
+        CREATE TABLE notifications (
+            {tenant_column}
+            seq bigserial PRIMARY KEY,
+            recipient text NOT NULL,
+            capa_id text NOT NULL,
+            message text NOT NULL,
+            requested_by text NOT NULL
+        );"
+    )
+}
+
+/// `ddl` for row-level tenants, followed by the policy that fences each of `tables`.
+fn fenced(ddl: &str, tables: &[&str]) -> String {
+    let mut sql = format!("{ddl};\n");
+    for table in tables {
+        sql.push_str(&rls::row_level_policy(table).expect("a plain table name"));
+    }
+    sql
 }
 
 /// A CAPA record, as stored and as served.
@@ -290,6 +323,8 @@ impl fmt::Debug for Directory {
 #[derive(Clone, Debug)]
 pub struct Eqms {
     db: TenantDb,
+    /// Where new tenants go: the catalog's server, with the configured isolation.
+    placement: Placement,
     directory: Directory,
     operator: PlatformContext,
     storage: TenantStorage,
@@ -329,7 +364,12 @@ impl Eqms {
         let storage = TenantStorage::new(storage)?;
         let exports = data_dir.join("exports");
         std::fs::create_dir_all(&exports)?;
-        let db = TenantDb::new(DbConfig::embedded(data_dir), migrations())?;
+        let db_config = config
+            .db
+            .clone()
+            .unwrap_or_else(|| DbConfig::embedded(data_dir));
+        let placement = Placement::new(db_config.catalog_server.clone(), config.isolation);
+        let db = TenantDb::new(db_config, migrations())?;
         let cache = activity::open_cache(&config)?;
         let jobs = jobs::Jobs::open(&config, data_dir, db.clone(), logs.dispatch().clone()).await?;
         let operator = PlatformContext::new(Actor::service("eqms-setup")?)?;
@@ -345,6 +385,7 @@ impl Eqms {
             .collect();
         let eqms = Eqms {
             db,
+            placement,
             directory,
             operator,
             storage,
@@ -412,13 +453,9 @@ impl Eqms {
     }
 
     async fn create_tenant(&self, id: TenantId, firm: &str) -> Result<(), ApiError> {
-        let placement = Placement::new(
-            ServerName::new(DbConfig::EMBEDDED).expect("a valid server name"),
-            IsolationMode::Database,
-        );
         self.db
             .platform()
-            .create_tenant(&self.operator, id.clone(), firm, placement)
+            .create_tenant(&self.operator, id.clone(), firm, self.placement.clone())
             .await?;
         self.storage
             .platform()

@@ -12,9 +12,12 @@ use example_eqms::jobs::Notification;
 use example_eqms::{Capa, CapaStatus, Config, DEMO_TENANTS, Eqms, NewCapa, SignUp, StatusChange};
 use futures::FutureExt as _;
 use http::StatusCode;
-use tenancy_core::TenantId;
+use tenancy_core::{IsolationMode, TenantId};
+use tenancy_db::{DbConfig, Secret};
+use tenancy_storage::Layout;
 use tenancy_test::http::TestClient;
 use tenancy_test::log::{LogCapture, canary};
+use tenancy_test::storage::{Backend as StorageBackend, TestStorage};
 use tenancy_test::{Service, unique_tenant};
 
 /// A data directory of the test's own, removed when the test ends.
@@ -339,21 +342,38 @@ async fn the_activity_widget_never_shows_one_firms_titles_to_the_other_on_redis(
 // ---------------------------------------------------------------------------------------
 // Jobs: notify the approver
 
-async fn approval_scenario(queue_url: Option<String>) {
-    let dir = DataDir::new("jobs");
-    let queue_name = format!("eqms-test-{}", uuid::Uuid::new_v4().simple());
-    let config = Config {
-        queue_url: queue_url.clone(),
-        queue_name: queue_name.clone(),
+/// A queue of the test's own on `queue_url` (a SQLite file when `None`).
+fn queue_config(queue_url: Option<String>) -> Config {
+    Config {
+        queue_url,
+        queue_name: format!("eqms-test-{}", uuid::Uuid::new_v4().simple()),
         ..Config::default()
-    };
+    }
+}
+
+/// An app opened with `config` runs the approval flow ([`approval_flow`]); the queue's
+/// Redis keys are removed afterwards.
+async fn approval_scenario(config: Config) {
+    let dir = DataDir::new("jobs");
+    let (queue_url, queue_name) = (config.queue_url.clone(), config.queue_name.clone());
     let app = Eqms::open_with(&dir.0, config)
         .await
         .expect("the app starts");
-    let worker = app.jobs().start_worker();
-    let client = client(&app);
-    let (acme, beta) = (id("acme"), id("beta"));
+    let outcome = std::panic::AssertUnwindSafe(approval_flow(&app))
+        .catch_unwind()
+        .await;
+    remove_queue_keys(queue_url, &queue_name).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
 
+/// The approval flow on the demo tenants: the job runs under the CAPA's tenant and its
+/// notification lands there only. The app's worker runs meanwhile.
+async fn approval_flow(app: &Eqms) {
+    let worker = app.jobs().start_worker();
+    let client = client(app);
+    let (acme, beta) = (id("acme"), id("beta"));
     let outcome = std::panic::AssertUnwindSafe(async {
         let title = canary("approval");
         let capa = create(&client, &acme, "jane", &title).await;
@@ -412,6 +432,13 @@ async fn approval_scenario(queue_url: Option<String>) {
     .catch_unwind()
     .await;
     worker.stop().await.expect("the worker stops");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Removes a Redis queue's keys.
+async fn remove_queue_keys(queue_url: Option<String>, queue_name: &str) {
     if let Some(url) = queue_url.filter(|u| u.starts_with("redis")) {
         let client = redis::Client::open(url).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -428,19 +455,16 @@ async fn approval_scenario(queue_url: Option<String>) {
                 .unwrap();
         }
     }
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_approver_is_notified_in_the_capas_tenant_only_on_sqlite() {
-    approval_scenario(None).await;
+    approval_scenario(queue_config(None)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_approver_is_notified_in_the_capas_tenant_only_on_redis() {
-    approval_scenario(Some(Service::Redis.require())).await;
+    approval_scenario(queue_config(Some(Service::Redis.require()))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -457,10 +481,11 @@ async fn the_approver_is_notified_in_the_capas_tenant_only_on_postgres() {
         .await
         .expect("create the queue database");
     let (base, _) = admin.rsplit_once('/').expect("a database in the URL");
-    let outcome =
-        std::panic::AssertUnwindSafe(approval_scenario(Some(format!("{base}/{database}"))))
-            .catch_unwind()
-            .await;
+    let outcome = std::panic::AssertUnwindSafe(approval_scenario(queue_config(Some(format!(
+        "{base}/{database}"
+    )))))
+    .catch_unwind()
+    .await;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
     )))
@@ -471,4 +496,102 @@ async fn the_approver_is_notified_in_the_capas_tenant_only_on_postgres() {
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The whole app on servers
+
+/// The app with its tenant databases on the test PostgreSQL server (a deployment of the
+/// test's own, new tenants placed with `isolation`), its cache and queue on Redis and its
+/// attachments on S3: the widget and an attachment of one demo tenant never reach the
+/// other, and the approval flow keeps them apart. Everything the test made is removed.
+async fn on_servers(isolation: IsolationMode) {
+    let prefix = tenancy_test::db::unique_prefix();
+    let secret = Secret::new("eqms-test-secret-of-thirty-two-bytes").expect("a long secret");
+    let storage = TestStorage::new(StorageBackend::S3, Layout::BucketPerTenant);
+    let redis = Service::Redis.require();
+    let config = Config {
+        db: Some(
+            DbConfig::postgres(Service::Postgres.require(), secret)
+                .naming_prefix(&prefix)
+                .pool(&tenancy_test::db::test_pool()),
+        ),
+        isolation,
+        redis_url: Some(redis.clone()),
+        cache_namespace: format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..24]),
+        storage: Some(storage.config().clone()),
+        ..queue_config(Some(redis))
+    };
+    let (queue_url, queue_name) = (config.queue_url.clone(), config.queue_name.clone());
+    let dir = DataDir::new("servers");
+    let app = Eqms::open_with(&dir.0, config)
+        .await
+        .expect("the app starts on PostgreSQL, Redis and S3");
+    let (acme, beta) = (id("acme"), id("beta"));
+    let outcome = std::panic::AssertUnwindSafe(async {
+        let client = client(&app);
+        let title = canary("servers");
+        let capa = create(&client, &acme, "jane", &title).await;
+        let at_beta = client
+            .call(&beta)
+            .user("omar")
+            .get(&format!("/api/capas/{}", capa.id))
+            .await;
+        assert_eq!(
+            at_beta.status(),
+            StatusCode::NOT_FOUND,
+            "{}",
+            at_beta.text()
+        );
+        let widget = client.call(&beta).user("omar").get("/api/activity").await;
+        assert_eq!(widget.status(), StatusCode::OK);
+        assert!(!widget.text().contains(&title), "{}", widget.text());
+
+        let evidence = serde_json::json!({ "finding": canary("servers-file") });
+        let path = format!("/api/capas/{}/attachments/evidence.json", capa.id);
+        let put = client
+            .call(&acme)
+            .user("jane")
+            .put_json(&path, &evidence)
+            .await;
+        assert_eq!(put.status(), StatusCode::CREATED, "{}", put.text());
+        let got = client.call(&acme).user("jane").get(&path).await;
+        assert_eq!(got.json::<serde_json::Value>(), evidence);
+        let stolen = client.call(&beta).user("omar").get(&path).await;
+        assert_eq!(stolen.status(), StatusCode::NOT_FOUND, "{}", stolen.text());
+        assert!(
+            !stolen
+                .text()
+                .contains(evidence["finding"].as_str().unwrap())
+        );
+
+        approval_flow(&app).await;
+    })
+    .catch_unwind()
+    .await;
+    for tenant in [&acme, &beta] {
+        let _ = app.cache().platform().purge(app.operator(), tenant).await;
+    }
+    remove_queue_keys(queue_url, &queue_name).await;
+    drop(app);
+    tenancy_test::db::drop_deployment(&prefix).await;
+    drop(storage);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_keeps_tenants_apart_on_postgres_databases_redis_and_s3() {
+    on_servers(IsolationMode::Database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_keeps_tenants_apart_on_postgres_schemas_redis_and_s3() {
+    on_servers(IsolationMode::Schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_keeps_tenants_apart_on_postgres_rows_redis_and_s3() {
+    on_servers(IsolationMode::Row).await;
 }
