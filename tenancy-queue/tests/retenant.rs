@@ -638,18 +638,39 @@ on_every_backend! {
         let _ = &store;
     }
 
-    async fn a_scheduled_fan_out_pushes_one_job_per_active_tenant_in_its_envelope(store, queue, backend) {
+    async fn an_apalis_cron_tick_pushes_one_job_per_active_tenant_in_its_envelope(store, queue, backend) {
         let (catalog, tenants) = common::catalog(5);
         common::set_status(&catalog, &tenants[1], TenantStatus::Suspended);
         common::set_status(&catalog, &tenants[3], TenantStatus::Archived);
         let jobs = TenantQueue::<_, Job>::new(backend.clone());
-        let scheduler = tenancy_core::Actor::service("nightly-report").unwrap();
-        // What an apalis-cron tick's handler does: every tenant the catalog lists.
-        let listed = catalog.list().into_iter().map(|t| t.id);
-        let pushed = jobs
-            .push_each_active(&catalog, listed, &scheduler, |ctx| Job::new(ctx.tenant(), "nightly"))
+        // An apalis-cron worker ticking every second. Its handler serves no tenant: it fans
+        // out over every tenant the catalog lists, then stops its worker, so one tick runs.
+        let pushed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let fan_out = {
+            let (jobs, catalog, pushed) = (jobs.clone(), catalog.clone(), pushed.clone());
+            move |_tick: apalis_cron::Tick, worker: WorkerContext| {
+                let (jobs, catalog, pushed) = (jobs.clone(), catalog.clone(), pushed.clone());
+                async move {
+                    let scheduler = tenancy_core::Actor::service("nightly-report")?;
+                    let listed = catalog.list().into_iter().map(|t| t.id);
+                    let ids = jobs
+                        .push_each_active(&catalog, listed, &scheduler, |ctx| Job::new(ctx.tenant(), "nightly"))
+                        .await?;
+                    pushed.lock().unwrap().extend(ids);
+                    worker.stop()?;
+                    Ok::<(), BoxDynError>(())
+                }
+            }
+        };
+        let every_second: cron::Schedule = "* * * * * *".parse().unwrap();
+        let cron_worker = WorkerBuilder::new(common::worker_name("cron"))
+            .backend(apalis_cron::CronScheduler::new(every_second))
+            .build(fan_out);
+        tokio::time::timeout(Duration::from_secs(30), cron_worker.run())
             .await
-            .unwrap();
+            .expect("the cron worker ticks within 30 s")
+            .expect("the cron worker runs and stops");
+        let pushed = pushed.lock().unwrap().clone();
         let mut expected = vec![tenants[0].clone(), tenants[2].clone(), tenants[4].clone()];
         expected.sort();
         assert_eq!(pushed, expected);
