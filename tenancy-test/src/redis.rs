@@ -1,5 +1,6 @@
 //! A Redis server of a test's own, on a free loopback port, that the test may stop: for
-//! "Redis down" tests, which must never stop the shared server other tests use.
+//! "Redis down" tests, which must never stop the shared server other tests use; and the
+//! removal of the keys a test made on the shared one.
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -71,5 +72,31 @@ impl OwnRedis {
 impl Drop for OwnRedis {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Removes every key matching `pattern` (a `KEYS` pattern, such as `*{queue name}*`) on the
+/// Redis server at `url`: the keys a test or benchmark made under a name of its own.
+///
+/// # Panics
+///
+/// When the server cannot be reached or refuses.
+pub async fn remove_keys(url: &str, pattern: &str) {
+    let client = redis::Client::open(url).expect("a valid Redis URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| panic!("connecting to Redis at {url} failed: {e}"));
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut conn)
+        .await
+        .expect("listing Redis keys");
+    if !keys.is_empty() {
+        let () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .expect("removing Redis keys");
     }
 }

@@ -471,22 +471,8 @@ impl Eqms {
         let resolver = Subdomain::of("localhost")
             .expect("a valid base domain")
             .accept_port(port);
-        let api = Router::new()
-            .route("/capas", get(list_capas).post(create_capa))
-            .route("/capas/{id}", get(read_capa))
-            .route("/capas/{id}/status", put(change_status))
-            .route("/capas/{id}/history", get(audit::history))
-            .route("/audit/export", get(audit::export))
-            .route("/capas/{id}/attachments", get(attachments::list))
-            .route(
-                "/capas/{id}/attachments/{name}",
-                get(attachments::get).put(attachments::put),
-            )
-            .route(
-                "/activity",
-                get(activity::recent_activity).layer(activity::cache_layer(&self.cache)),
-            )
-            .route("/notifications", get(jobs::list_notifications))
+        let api = self
+            .tenant_routes()
             // Inner to outer: membership, then authentication, then the tenant.
             .layer(RequireMemberLayer::new(self.directory.clone()).refuse_with(refusal_page))
             .layer(middleware::from_fn_with_state(
@@ -504,6 +490,40 @@ impl Eqms {
                 self.logs.dispatch().clone(),
                 logs::with_logs,
             ))
+    }
+
+    /// The single-tenant build the end-to-end benchmark compares with: the same `/api`
+    /// handlers with every tenancy layer removed (no resolution, admission, authentication,
+    /// membership or log pipeline), each request given `ctx` as a one-tenant app would
+    /// have it. Never serve this: it admits anyone as `ctx`.
+    pub fn single_tenant_router(&self, ctx: TenantContext) -> Router {
+        let api = self.tenant_routes().layer(middleware::from_fn(
+            move |mut request: Request, next: Next| {
+                request.extensions_mut().insert(ctx.clone());
+                next.run(request)
+            },
+        ));
+        Router::new().nest("/api", api).with_state(self.clone())
+    }
+
+    /// The routes that serve a tenant, before any layer.
+    fn tenant_routes(&self) -> Router<Eqms> {
+        Router::new()
+            .route("/capas", get(list_capas).post(create_capa))
+            .route("/capas/{id}", get(read_capa))
+            .route("/capas/{id}/status", put(change_status))
+            .route("/capas/{id}/history", get(audit::history))
+            .route("/audit/export", get(audit::export))
+            .route("/capas/{id}/attachments", get(attachments::list))
+            .route(
+                "/capas/{id}/attachments/{name}",
+                get(attachments::get).put(attachments::put),
+            )
+            .route(
+                "/activity",
+                get(activity::recent_activity).layer(activity::cache_layer(&self.cache)),
+            )
+            .route("/notifications", get(jobs::list_notifications))
     }
 }
 

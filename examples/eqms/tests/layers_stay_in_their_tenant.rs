@@ -440,20 +440,7 @@ async fn approval_flow(app: &Eqms) {
 /// Removes a Redis queue's keys.
 async fn remove_queue_keys(queue_url: Option<String>, queue_name: &str) {
     if let Some(url) = queue_url.filter(|u| u.starts_with("redis")) {
-        let client = redis::Client::open(url).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("*{queue_name}*"))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if !keys.is_empty() {
-            let _: () = redis::cmd("DEL")
-                .arg(keys)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-        }
+        tenancy_test::redis::remove_keys(&url, &format!("*{queue_name}*")).await;
     }
 }
 
