@@ -5,8 +5,8 @@
 //! A "slow" job sleeps 5 ms (scaled down from real work so the bench stays short; B's wait
 //! on the shared queue scales with it linearly). The shared worker may run 16 jobs at
 //! once; in fair mode each tenant's worker may run 8, the same capacity in total. SQLite
-//! backend (the embedded default; on apalis-redis 1.0 jobs pushed in bulk sat in its
-//! scheduled set unfetched here, see BENCHMARKS.md); three runs of each mode, medians
+//! backend (the embedded default; on apalis-redis 1.0 a backlog of over about 8,000 due jobs
+//! stops every worker, see BENCHMARKS.md); three runs of each mode, medians
 //! reported. The backlog and B's job are pushed before the workers start.
 //!
 //! Run with: `cargo bench -p tenancy-queue --all-features --bench fairness`
