@@ -276,3 +276,44 @@ impl TestResponse {
         })
     }
 }
+
+/// A message with a credential in it, for errors whose 5xx answers must not show it.
+#[cfg(feature = "internal")]
+#[doc(hidden)]
+pub const LEAKY_DETAIL: &str = "detail from postgres://app:s3cret@db.internal";
+
+/// Checks that each `(error, status)` answers through the status mapping every `tenancy`
+/// crate shares: `HttpError::class` and `respond` (the error's `IntoResponse`) give
+/// `status` with a JSON body, and a 5xx body never carries the message (build the errors
+/// with [`LEAKY_DETAIL`]).
+///
+/// # Panics
+///
+/// On the first case that does not hold, naming the error.
+#[cfg(feature = "internal")]
+#[doc(hidden)]
+pub fn assert_shared_statuses<E, B>(
+    cases: impl IntoIterator<Item = (E, u16)>,
+    respond: impl Fn(E) -> Response<B>,
+) where
+    E: tenancy_core::http::HttpError + std::fmt::Debug,
+{
+    for (error, status) in cases {
+        let name = format!("{error:?}");
+        assert_eq!(error.class().status().as_u16(), status, "{name}");
+        let body = tenancy_core::http::error_response(&error).into_body();
+        if status >= 500 {
+            assert!(
+                !body.contains("s3cret"),
+                "a 5xx body shows the message: {body}"
+            );
+        }
+        let response = respond(error);
+        assert_eq!(response.status().as_u16(), status, "{name}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{name}"
+        );
+    }
+}
