@@ -110,10 +110,7 @@ macro_rules! while_running {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let path = std::env::temp_dir().join(format!("{}.sqlite", unique_tenant("fair")));
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display()))
-        .await
-        .unwrap();
-    apalis_sqlite::SqliteStorage::setup(&pool).await.unwrap();
+    let pool = tenancy_queue::sqlite_pool(&path).await.unwrap();
     let config = apalis_sqlite::Config::default();
     let mut shared_waits = Vec::new();
     let mut fair_waits = Vec::new();

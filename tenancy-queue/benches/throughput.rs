@@ -219,10 +219,7 @@ fn main() {
 async fn workers() {
     // SQLite, the embedded default.
     let path = std::env::temp_dir().join(format!("{}.sqlite", unique_tenant("bench")));
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display()))
-        .await
-        .unwrap();
-    apalis_sqlite::SqliteStorage::setup(&pool).await.unwrap();
+    let pool = tenancy_queue::sqlite_pool(&path).await.unwrap();
     let config = apalis_sqlite::Config::default();
     compare!(
         "SQLite",

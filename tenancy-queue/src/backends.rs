@@ -2,10 +2,12 @@
 //! [`RawJob`]s: SQLite (embedded, the default), Redis and PostgreSQL.
 
 use crate::envelope::RawJob;
+#[cfg(feature = "sqlite")]
+use crate::error::{Error, ErrorKind};
 use crate::queue::QueueName;
 
-/// A SQLite queue named `queue` (the name in `config` is replaced) in the database of `pool` (run
-/// `apalis_sqlite::SqliteStorage::setup(&pool)` once first).
+/// A SQLite queue named `queue` (the name in `config` is replaced) in the database of `pool`
+/// (from [`sqlite_pool`]).
 #[cfg(feature = "sqlite")]
 pub fn sqlite(
     pool: &apalis_sqlite::SqlitePool,
@@ -13,6 +15,43 @@ pub fn sqlite(
     config: apalis_sqlite::Config,
 ) -> apalis_sqlite::SqliteStorage<RawJob> {
     apalis_sqlite::SqliteStorage::new(pool).with_config(config.queue(queue.as_str()))
+}
+
+/// Opens the SQLite file at `path` for queues, creating it and apalis-sqlite's tables if
+/// missing: the pool [`sqlite`] takes.
+///
+/// Use it rather than `SqlitePool::connect` and `SqliteStorage::setup`, which put the file in
+/// WAL mode: there, the SQLite that libsqlite3-sys 0.36 bundles (3.51.1) can deadlock two
+/// threads that close connections to the file at the same moment (a pool dropped, a test
+/// ending), each holding one of SQLite's two internal locks and waiting for the other,
+/// forever. The queue's file keeps a rollback journal instead, where that path is never
+/// taken (`synchronous = NORMAL`, a 5 s busy timeout). tenancy-db's own SQLite files stay in
+/// WAL mode and avoid it by never checkpointing on close, a setting sqlx does not offer.
+#[cfg(feature = "sqlite")]
+pub async fn sqlite_pool(path: &std::path::Path) -> Result<apalis_sqlite::SqlitePool, Error> {
+    use apalis_sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteStorage};
+    let failed = |doing: &str, error: Box<dyn std::error::Error + Send + Sync>| {
+        Error::with_source(
+            ErrorKind::Open,
+            format!("{doing} the queue database {}", path.display()),
+            error,
+        )
+    };
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .pragma("journal_mode", "DELETE")
+        .pragma("synchronous", "NORMAL")
+        .busy_timeout(std::time::Duration::from_secs(5));
+    let pool = SqlitePoolOptions::new()
+        .connect_with(options)
+        .await
+        .map_err(|e| failed("opening", e.into()))?;
+    SqliteStorage::<()>::migrations()
+        .run(&pool)
+        .await
+        .map_err(|e| failed("creating apalis-sqlite's tables in", e.into()))?;
+    Ok(pool)
 }
 
 /// A Redis queue named `queue` (the name in `config` is replaced) over `conn` (from `apalis_redis::connect(url)`).
@@ -35,4 +74,82 @@ pub fn postgres(
     config: apalis_postgres::Config,
 ) -> apalis_postgres::PostgresStorage<RawJob> {
     apalis_postgres::PostgresStorage::new(pool).with_config(config.queue(queue.as_str()))
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// Every connection of a queue pool uses a rollback journal, never WAL (see
+    /// [`super::sqlite_pool`]), and pools opened and dropped in a loop, their connections
+    /// closing at once on their own threads, never hang.
+    #[test]
+    fn a_queue_pool_keeps_a_rollback_journal_and_closes_cleanly() {
+        const ROUNDS: usize = 300;
+        const CONNECTIONS: usize = 6;
+        let dir = std::env::temp_dir().join(format!(
+            "tenancy-queue-close-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let path = dir.join("queue.sqlite");
+        let (round_done, rounds_done) = mpsc::channel();
+        // Detached: when a round hangs, its threads stay blocked until the process ends.
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                for round in 0..ROUNDS {
+                    let pool = super::sqlite_pool(&path).await.expect("the queue pool");
+                    let mut held = Vec::new();
+                    for _ in 0..CONNECTIONS {
+                        let mut connection = pool.acquire().await.expect("a connection");
+                        sqlx_probe(&mut connection).await;
+                        held.push(connection);
+                    }
+                    drop(held);
+                    // Dropped, not closed: each connection's thread closes it, all at once.
+                    drop(pool);
+                    let _ = round_done.send(round);
+                }
+            });
+        });
+        let mut finished = 0;
+        while finished < ROUNDS {
+            match rounds_done.recv_timeout(Duration::from_secs(10)) {
+                Ok(_) => finished += 1,
+                Err(_) => break,
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            finished, ROUNDS,
+            "opening and dropping a queue pool hung (or failed) in round {finished}"
+        );
+    }
+
+    /// A write and a read, so that every connection has the file open and the journal
+    /// has something in it when the pool goes.
+    async fn sqlx_probe(connection: &mut apalis_sqlite::SqliteConnection) {
+        sqlx::query("CREATE TABLE IF NOT EXISTS probe (n integer); INSERT INTO probe VALUES (1)")
+            .execute(&mut *connection)
+            .await
+            .expect("a write");
+        let _: (i64,) = sqlx::query_as("SELECT count(*) FROM Jobs")
+            .fetch_one(&mut *connection)
+            .await
+            .expect("the Jobs table");
+        let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+            .fetch_one(&mut *connection)
+            .await
+            .expect("the journal mode");
+        assert_eq!(mode, "delete", "a queue connection in {mode} mode");
+    }
 }

@@ -25,6 +25,8 @@ pub enum ErrorKind {
     InvalidQueueName,
     /// A signing key is shorter than 32 bytes.
     InvalidKey,
+    /// A queue database could not be opened or given its tables; the source says why.
+    Open,
 }
 
 tenancy_core::error_type! {

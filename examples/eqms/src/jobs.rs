@@ -19,7 +19,7 @@ use tenancy_queue::apalis::prelude::{
 };
 use tenancy_queue::apalis_postgres::{self, PgPool, PostgresStorage};
 use tenancy_queue::apalis_redis::{self, RedisStorage};
-use tenancy_queue::apalis_sqlite::{self, SqlitePool, SqliteStorage};
+use tenancy_queue::apalis_sqlite::{self, SqliteStorage};
 use tenancy_queue::{QueueName, RawJob, RetenantLayer, TenantQueue};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -116,17 +116,21 @@ impl Jobs {
                     apalis_postgres::Config::default().heartbeat_interval(POLL),
                 ))
             }
-            Some(url) if url.starts_with("sqlite:") => Backend::Sqlite(sqlite(url, &name).await?),
             Some(_) => {
-                return Err("EQMS_QUEUE_URL is not a redis://, postgres:// or sqlite: URL".into());
+                return Err(
+                    "EQMS_QUEUE_URL is not a redis:// or postgres:// URL; unset it for \
+                            the SQLite file in the data directory"
+                        .into(),
+                );
             }
             None => {
                 std::fs::create_dir_all(data_dir)?;
-                let url = format!(
-                    "sqlite://{}?mode=rwc",
-                    data_dir.join("queue.sqlite").display()
-                );
-                Backend::Sqlite(sqlite(&url, &name).await?)
+                let pool = tenancy_queue::sqlite_pool(&data_dir.join("queue.sqlite")).await?;
+                Backend::Sqlite(tenancy_queue::sqlite(
+                    &pool,
+                    &name,
+                    apalis_sqlite::Config::default().heartbeat_interval(POLL),
+                ))
             }
         };
         Ok(Jobs {
@@ -193,16 +197,6 @@ impl Jobs {
         };
         Worker { stop, task }
     }
-}
-
-async fn sqlite(url: &str, name: &QueueName) -> Result<SqliteStorage<RawJob>, StartError> {
-    let pool = SqlitePool::connect(url).await?;
-    SqliteStorage::setup(&pool).await?;
-    Ok(tenancy_queue::sqlite(
-        &pool,
-        name,
-        apalis_sqlite::Config::default().heartbeat_interval(POLL),
-    ))
 }
 
 /// How long a stopping worker may take to finish the jobs it started; past it, they are

@@ -161,11 +161,9 @@ pub enum Store {
 impl Store {
     pub async fn sqlite() -> Store {
         let path = std::env::temp_dir().join(format!("{}.sqlite", unique_tenant("tq")));
-        let url = format!("sqlite://{}?mode=rwc", path.display());
-        let pool = sqlx::SqlitePool::connect(&url).await.expect("open SQLite");
-        apalis_sqlite::SqliteStorage::setup(&pool)
+        let pool = tenancy_queue::sqlite_pool(&path)
             .await
-            .expect("apalis-sqlite migrations");
+            .expect("the queue database");
         Store::Sqlite { pool, path }
     }
 
