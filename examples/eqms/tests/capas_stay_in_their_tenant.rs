@@ -299,3 +299,110 @@ async fn routes_outside_the_tenant_layer_serve_no_tenant() {
     let ids: Vec<&str> = tenants.iter().map(|t| t["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["acme", "beta", "gamma"]);
 }
+
+#[tokio::test]
+async fn hostile_requests_are_refused_clearly_and_write_nothing() {
+    let (_dir, app, client) = start("hostile").await;
+    let (acme, beta) = (id("acme"), id("beta"));
+    let acme_before = rows(&app, "acme").await;
+    let beta_before = rows(&app, "beta").await;
+    let error_of = |response: &tenancy_test::http::TestResponse| -> String {
+        let body: Value = response.json();
+        assert_eq!(body["status"], response.status().as_u16(), "{body}");
+        body["error"].as_str().expect("an error message").to_owned()
+    };
+
+    // An unknown tenant.
+    let response = client
+        .call(&id("nobody"))
+        .user("jane")
+        .post_json("/api/capas", &new_capa("CAPA-H-1", "to nowhere"))
+        .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(error_of(&response).contains("nobody"), "{}", response.text());
+
+    // A malformed JSON body, and one of the wrong shape.
+    for body in [r#"{"reference": "CAPA-H-2", "title": "#, r#"{"reference": 7}"#] {
+        let response = client
+            .call(&acme)
+            .user("jane")
+            .send(http::Method::POST, "/api/capas", Some(body.to_owned()))
+            .await;
+        assert!(
+            response.status() == StatusCode::BAD_REQUEST
+                || response.status() == StatusCode::UNPROCESSABLE_ENTITY,
+            "{}: {}",
+            response.status(),
+            response.text()
+        );
+        assert!(!response.text().is_empty());
+    }
+
+    // An oversized body: refused before any handler reads it.
+    let huge = new_capa("CAPA-H-3", &"x".repeat(example_eqms::BODY_LIMIT + 1));
+    let response = client
+        .call(&acme)
+        .user("jane")
+        .post_json("/api/capas", &huge)
+        .await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(!response.text().is_empty());
+
+    // A status change with no reason.
+    let seeded = &acme_before[0];
+    let response = client
+        .call(&acme)
+        .user("jane")
+        .put_json(
+            &format!("/api/capas/{}/status", seeded.id),
+            &serde_json::json!({"status": "investigating"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(error_of(&response).contains("reason"), "{}", response.text());
+
+    // Another tenant's record id, for every verb on it.
+    let secret = &beta_before[0];
+    for response in [
+        client
+            .call(&acme)
+            .user("jane")
+            .get(&format!("/api/capas/{}/history", secret.id))
+            .await,
+        client
+            .call(&acme)
+            .user("jane")
+            .get(&format!("/api/capas/{}/signatures", secret.id))
+            .await,
+        client
+            .call(&acme)
+            .user("jane")
+            .get(&format!("/capas/{}", secret.id))
+            .await,
+    ] {
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert!(!response.text().contains("Cold-chain"));
+    }
+
+    // A suspended tenant: refused at the door, for its own members too.
+    app.db()
+        .platform()
+        .suspend(app.operator(), &beta)
+        .await
+        .unwrap();
+    let response = client
+        .call(&beta)
+        .user("omar")
+        .post_json("/api/capas", &new_capa("CAPA-H-4", "while suspended"))
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(error_of(&response).contains("suspended"), "{}", response.text());
+    app.db()
+        .platform()
+        .resume(app.operator(), &beta)
+        .await
+        .unwrap();
+
+    assert_eq!(rows(&app, "acme").await, acme_before, "nothing written");
+    assert_eq!(rows(&app, "beta").await, beta_before, "nothing written");
+}

@@ -155,3 +155,32 @@ pub(crate) async fn close(client: &TestClient<axum::Router>, tenant: &str, user:
         response.text()
     );
 }
+
+/// Signs in through the login form at `tenant`'s host; the status, the `Set-Cookie`
+/// header, and the `name=value` pair of the session cookie (if one was set).
+pub(crate) async fn sign_in(
+    app: &Eqms,
+    tenant: &str,
+    user: &str,
+    password: &str,
+) -> (StatusCode, Option<String>, Option<String>) {
+    use tower::ServiceExt as _;
+    let form = format!("user={user}&password={password}");
+    let request = http::Request::post("/login")
+        .header(http::header::HOST, format!("{tenant}.localhost"))
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(axum::body::Body::from(form))
+        .unwrap();
+    let response = app.router(3000).oneshot(request).await.unwrap();
+    let set_cookie = response
+        .headers()
+        .get(http::header::SET_COOKIE)
+        .map(|value| value.to_str().unwrap().to_owned());
+    let pair = set_cookie
+        .as_deref()
+        .map(|value| value.split(';').next().unwrap().to_owned());
+    (response.status(), set_cookie, pair)
+}
