@@ -319,10 +319,17 @@ async fn hostile_requests_are_refused_clearly_and_write_nothing() {
         .post_json("/api/capas", &new_capa("CAPA-H-1", "to nowhere"))
         .await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    assert!(error_of(&response).contains("nobody"), "{}", response.text());
+    assert!(
+        error_of(&response).contains("nobody"),
+        "{}",
+        response.text()
+    );
 
     // A malformed JSON body, and one of the wrong shape.
-    for body in [r#"{"reference": "CAPA-H-2", "title": "#, r#"{"reference": 7}"#] {
+    for body in [
+        r#"{"reference": "CAPA-H-2", "title": "#,
+        r#"{"reference": 7}"#,
+    ] {
         let response = client
             .call(&acme)
             .user("jane")
@@ -359,7 +366,11 @@ async fn hostile_requests_are_refused_clearly_and_write_nothing() {
         )
         .await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    assert!(error_of(&response).contains("reason"), "{}", response.text());
+    assert!(
+        error_of(&response).contains("reason"),
+        "{}",
+        response.text()
+    );
 
     // Another tenant's record id, for every verb on it.
     let secret = &beta_before[0];
@@ -396,7 +407,11 @@ async fn hostile_requests_are_refused_clearly_and_write_nothing() {
         .post_json("/api/capas", &new_capa("CAPA-H-4", "while suspended"))
         .await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    assert!(error_of(&response).contains("suspended"), "{}", response.text());
+    assert!(
+        error_of(&response).contains("suspended"),
+        "{}",
+        response.text()
+    );
     app.db()
         .platform()
         .resume(app.operator(), &beta)

@@ -43,14 +43,23 @@ async fn a_signature_closes_the_capa_and_shows_who_when_and_what_it_means() {
     set_status(&client, "acme", "jane", &capa.id, CapaStatus::Approval).await;
     let request = sign_request("jane", &demo_password("jane"), Meaning::Responsibility);
     let response = sign(&client, "acme", "jane", &capa.id, &request).await;
-    assert_eq!(response.status(), StatusCode::CREATED, "{}", response.text());
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "{}",
+        response.text()
+    );
     let signature: Signature = response.json();
     assert_eq!(
         (signature.signer_id.as_str(), signature.signer_name.as_str()),
         ("jane", "Jane Doe")
     );
     assert_eq!(signature.meaning, "responsibility");
-    assert!(signature.signed_at.ends_with('Z'), "UTC: {}", signature.signed_at);
+    assert!(
+        signature.signed_at.ends_with('Z'),
+        "UTC: {}",
+        signature.signed_at
+    );
 
     // Closed, verified, in the trail with its meaning at the signature's time.
     let now: Capa = client
@@ -76,7 +85,10 @@ async fn a_signature_closes_the_capa_and_shows_who_when_and_what_it_means() {
         .json();
     let entry = history.last().unwrap();
     assert_eq!(entry.action, "signature");
-    assert_eq!(entry.signature_meaning.as_deref(), Some("Responsibility of"));
+    assert_eq!(
+        entry.signature_meaning.as_deref(),
+        Some("Responsibility of")
+    );
     assert_eq!(entry.recorded_at, signature.signed_at);
     assert_eq!(
         history[history.len() - 2].reason.as_deref(),
@@ -174,12 +186,22 @@ async fn a_wrong_password_or_a_missing_user_id_signs_nothing() {
     let mut no_user = sign_request("jane", &demo_password("jane"), Meaning::Approval);
     no_user.user = None;
     let response = sign(&client, "acme", "jane", &capa.id, &no_user).await;
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{}", response.text());
+    assert_eq!(
+        response.status(),
+        StatusCode::BAD_REQUEST,
+        "{}",
+        response.text()
+    );
     // No reason, no signature.
     let mut no_reason = sign_request("jane", &demo_password("jane"), Meaning::Approval);
     no_reason.reason = String::new();
     let response = sign(&client, "acme", "jane", &capa.id, &no_reason).await;
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{}", response.text());
+    assert_eq!(
+        response.status(),
+        StatusCode::BAD_REQUEST,
+        "{}",
+        response.text()
+    );
     // Another tenant's record: 404.
     let beta = create(&client, "beta", "omar", "CAPA-W-B", "canary-beta-5157").await;
     let right = sign_request("jane", &demo_password("jane"), Meaning::Approval);
@@ -187,7 +209,11 @@ async fn a_wrong_password_or_a_missing_user_id_signs_nothing() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert!(!response.text().contains("canary-beta"));
 
-    assert_eq!(trail_len(&app, "acme").await, trail_before, "nothing recorded");
+    assert_eq!(
+        trail_len(&app, "acme").await,
+        trail_before,
+        "nothing recorded"
+    );
     assert!(signature_rows(&app, "acme").await.is_empty());
     assert!(signature_rows(&app, "beta").await.is_empty());
     let still: Capa = client
@@ -229,7 +255,12 @@ async fn a_session_is_bound_to_its_tenant_and_its_first_signature_takes_both_com
         .header("cookie", &cookie)
         .get("/api/capas")
         .await;
-    assert_eq!(at_beta.status(), StatusCode::UNAUTHORIZED, "{}", at_beta.text());
+    assert_eq!(
+        at_beta.status(),
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        at_beta.text()
+    );
     assert!(!at_beta.text().contains("Cold-chain"));
     let page = client
         .call(&id("beta"))
@@ -254,20 +285,35 @@ async fn a_session_is_bound_to_its_tenant_and_its_first_signature_takes_both_com
         .header("cookie", &cookie)
         .post_json(&signed(&first), &password_only)
         .await;
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{}", response.text());
+    assert_eq!(
+        response.status(),
+        StatusCode::BAD_REQUEST,
+        "{}",
+        response.text()
+    );
     let both = sign_request("jane", &demo_password("jane"), Meaning::Approval);
     let response = client
         .call(&id("acme"))
         .header("cookie", &cookie)
         .post_json(&signed(&first), &both)
         .await;
-    assert_eq!(response.status(), StatusCode::CREATED, "{}", response.text());
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "{}",
+        response.text()
+    );
     let response = client
         .call(&id("acme"))
         .header("cookie", &cookie)
         .post_json(&signed(&second), &password_only)
         .await;
-    assert_eq!(response.status(), StatusCode::CREATED, "{}", response.text());
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "{}",
+        response.text()
+    );
 
     // Signed out, the cookie names nobody.
     let response = client
