@@ -130,7 +130,11 @@ async fn click(browser: &Client, css: &str) {
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    browser.wait_for_find(Locator::Css("body")).await.unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Css("body"))
+        .await
+        .unwrap();
 }
 
 async fn choose(browser: &Client, css: &str, value: &str) {
