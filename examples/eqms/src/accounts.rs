@@ -6,7 +6,7 @@
 //! the tenant it was opened at: the same cookie presented at another tenant's host names
 //! nobody, so the request is refused as unauthenticated. API clients may instead send HTTP
 //! Basic credentials (user id and password) with each request. Either way
-//! [`authenticate`] only names the caller, by putting their [`Actor`] in the request's
+//! [`authenticate`] only names the caller, by putting their [`Actor`](tenancy_core::Actor) in the request's
 //! extensions; whether they belong to the tenant is `RequireMemberLayer`'s decision, as
 //! before.
 
