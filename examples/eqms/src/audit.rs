@@ -105,6 +105,8 @@ pub struct TrailLine {
     pub actor_name: String,
     /// What (`create`, `status_change`, `signature`, `export`, ...).
     pub action: String,
+    /// Which kind of record (`capa`, ...).
+    pub record_type: String,
     /// Which record.
     pub record_id: String,
     /// Why, for a change.
@@ -124,7 +126,8 @@ pub(crate) async fn inspection(
     let report = verify_trail(&mut tx).await?;
     let lines = tx
         .query_as(
-            "SELECT seq, recorded_at, actor_name, action, record_id, reason, signature_meaning \
+            "SELECT seq, recorded_at, actor_name, action, record_type, record_id, reason, \
+             signature_meaning \
              FROM tenancy_audit ORDER BY seq DESC LIMIT $1",
             &[INSPECTION_LIMIT.into()],
         )

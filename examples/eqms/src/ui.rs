@@ -521,6 +521,16 @@ async fn inspector(State(app): State<Eqms>, ctx: TenantContext) -> Result<Respon
         tenant = esc(ctx.tenant().as_str()),
     );
     for line in &lines {
+        // A CAPA's entries lead to its page, where its own history is.
+        let record = if line.record_type == audit::RECORD_TYPE {
+            format!(
+                "<a href=\"/capas/{}\">{}</a>",
+                segment(&line.record_id),
+                esc(&line.record_id)
+            )
+        } else {
+            esc(&line.record_id)
+        };
         let _ = write!(
             body,
             "<tr><td>{seq}</td><td>{at}</td><td>{who}</td><td>{action}</td><td>{record}</td><td>{reason}</td><td>{meaning}</td></tr>",
@@ -528,7 +538,6 @@ async fn inspector(State(app): State<Eqms>, ctx: TenantContext) -> Result<Respon
             at = esc(&line.recorded_at),
             who = esc(&line.actor_name),
             action = esc(&line.action),
-            record = esc(&line.record_id),
             reason = esc(line.reason.as_deref().unwrap_or("")),
             meaning = esc(line.signature_meaning.as_deref().unwrap_or("")),
         );

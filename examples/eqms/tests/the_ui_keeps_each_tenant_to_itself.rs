@@ -284,6 +284,8 @@ async fn a_user_works_a_capa_through_the_ui_and_another_firm_sees_none_of_it() {
             "{shown} not in the inspector's view:\n{inspector}"
         );
     }
+    let record_link = format!("href=\"{capa_path}\"");
+    assert!(inspector.contains(&record_link), "{inspector}");
     sign_out(&browser).await;
 
     // Omar of beta: his own firm's pages, never acme's.
