@@ -2,7 +2,7 @@
 //!
 //! Requests per second of the app's read endpoint, `GET /api/capas/{id}`, through the whole
 //! tenant stack (`TenantLayer` resolving the subdomain and admitting the tenant through the
-//! catalog, the stand-in authentication, `RequireMemberLayer`, the `TenantContext`
+//! catalog, the session cookie's authentication, `RequireMemberLayer`, the `TenantContext`
 //! extractor, a tenant transaction from `TenantDb` and a typed row) next to the same query
 //! and the same JSON answer from a handler holding one fixed SQLite connection to the same
 //! file, with no tenancy at all. Both servers run in this process on loopback; Debian's
