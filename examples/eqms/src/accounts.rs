@@ -46,6 +46,16 @@ pub(crate) fn hash_password(password: &str) -> Result<String, StartError> {
     Ok(hash.to_string())
 }
 
+/// A hash no password matches in practice, checked against for users that do not exist.
+pub(crate) fn unknown_user_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        let mut secret = [0u8; 32];
+        OsRng.fill_bytes(&mut secret);
+        hash_password(&tenancy_core::hex(&secret)).unwrap_or_default()
+    })
+}
+
 /// Whether `password` matches the PHC string `hash`.
 pub(crate) fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|hash| {

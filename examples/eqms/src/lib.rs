@@ -312,7 +312,12 @@ impl Directory {
     pub fn check_password(&self, user: &str, password: &str) -> Option<Actor> {
         let hash = {
             let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-            inner.passwords.get(user)?.clone()
+            inner.passwords.get(user).cloned()
+        };
+        let Some(hash) = hash else {
+            // As long as for a known user: the answer's time does not tell who exists.
+            accounts::verify_password(password, accounts::unknown_user_hash());
+            return None;
         };
         if accounts::verify_password(password, &hash) {
             self.actor(user)
