@@ -45,17 +45,18 @@ async fn read_fixed(
     let connection = connection.lock().expect("not poisoned");
     let capa = connection
         .query_row(
-            "SELECT id, reference, title, status, created_by FROM capas WHERE id = ?1",
+            "SELECT id, reference, title, description, status, created_by FROM capas WHERE id = ?1",
             [&id],
             |row| {
-                let status: String = row.get(3)?;
+                let status: String = row.get(4)?;
                 Ok(Capa {
                     id: row.get(0)?,
                     reference: row.get(1)?,
                     title: row.get(2)?,
+                    description: row.get(3)?,
                     status: serde_json::from_value(serde_json::Value::String(status))
                         .expect("a known status"),
-                    created_by: row.get(4)?,
+                    created_by: row.get(5)?,
                 })
             },
         )
@@ -70,9 +71,9 @@ struct Run {
     p99_ms: f64,
 }
 
-/// What wrk reached against `url` with `host` as the Host header; `script` (a wrk Lua file)
-/// makes the request a write.
-fn wrk(url: &str, host: &str, script: Option<&FsPath>) -> Run {
+/// What wrk reached against `url` with `host` as the Host header and `cookie` as the Cookie
+/// header; `script` (a wrk Lua file) makes the request a write.
+fn wrk(url: &str, host: &str, cookie: &str, script: Option<&FsPath>) -> Run {
     let mut command = Command::new("wrk");
     command.args([
         "-t1",
@@ -82,7 +83,7 @@ fn wrk(url: &str, host: &str, script: Option<&FsPath>) -> Run {
         "-H",
         &format!("Host: {host}"),
         "-H",
-        "x-user: jane",
+        &format!("Cookie: {cookie}"),
     ]);
     if let Some(script) = script {
         command.arg("-s").arg(script);
@@ -138,11 +139,33 @@ async fn serve(router: Router) -> Result<u16, BoxError> {
     Ok(port)
 }
 
-/// One variant under load: its name, URL base and Host header.
+/// One variant under load: its name, URL base, Host header and session cookie (if it
+/// takes one).
 struct Target {
     name: &'static str,
     port: u16,
     host: String,
+    cookie: String,
+}
+
+/// Signs jane in through `router` at `host`, once (a session costs no password check per
+/// request), and returns the session cookie.
+async fn sign_in(router: &Router, host: &str) -> Result<String, BoxError> {
+    use tower::ServiceExt as _;
+    let request = axum::http::Request::post("/login")
+        .header("host", host)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(axum::body::Body::from(format!(
+            "user=jane&password={}",
+            example_eqms::demo_password("jane")
+        )))?;
+    let response = router.clone().oneshot(request).await?;
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .ok_or("signing in gave no session cookie")?
+        .to_str()?;
+    Ok(cookie.split(';').next().unwrap_or_default().to_owned())
 }
 
 /// Loads every target with every request kind, `ROUNDS` times in turns, and prints the
@@ -178,7 +201,7 @@ async fn measure(
                     let n = (round + k) % served_by;
                     let target = &targets[n];
                     let url = format!("http://127.0.0.1:{}{path}", target.port);
-                    round_runs[n] = wrk(&url, &target.host, script.as_deref());
+                    round_runs[n] = wrk(&url, &target.host, &target.cookie, script.as_deref());
                 }
                 round_runs
             })
@@ -239,18 +262,22 @@ async fn run_setup(
     let app = Eqms::open_with(dir, config).await?;
     let ctx = TenantContext::new("acme".parse()?, Actor::user("jane", "Jane Doe")?);
     let capa = first_capa(&app, &ctx).await?;
-    let stack_port = serve(app.router(0)).await?;
+    let stack = app.router(0);
+    let cookie = sign_in(&stack, "acme.localhost").await?;
+    let stack_port = serve(stack).await?;
     let single_port = serve(app.single_tenant_router(ctx.clone())).await?;
     let mut targets = vec![
         Target {
             name: "tenant stack",
             port: stack_port,
             host: "acme.localhost".to_owned(),
+            cookie,
         },
         Target {
             name: "single-tenant build",
             port: single_port,
             host: "localhost".to_owned(),
+            cookie: String::new(),
         },
     ];
     let read_path = format!("/api/capas/{}", capa.id);
@@ -267,6 +294,7 @@ async fn run_setup(
             name: "fixed connection",
             port: serve(fixed_router).await?,
             host: "localhost".to_owned(),
+            cookie: String::new(),
         });
         read_served_by = 3;
     }

@@ -84,12 +84,12 @@ pub(crate) async fn invalidate(app: &Eqms, ctx: &TenantContext) {
     }
 }
 
-/// `GET /api/activity`: the signed-in user's last entries, newest first.
-pub(crate) async fn recent_activity(
-    State(app): State<Eqms>,
-    ctx: TenantContext,
-) -> Result<Json<Vec<ActivityEntry>>, tenancy_db::Error> {
-    let mut tx = app.db.transaction(&ctx).await?;
+/// The signed-in user's last entries, newest first.
+pub(crate) async fn entries(
+    app: &Eqms,
+    ctx: &TenantContext,
+) -> Result<Vec<ActivityEntry>, tenancy_db::Error> {
+    let mut tx = app.db.transaction(ctx).await?;
     let entries = tx
         .query_as(
             "SELECT seq, capa_id, reference, title, action FROM activity \
@@ -98,5 +98,13 @@ pub(crate) async fn recent_activity(
         )
         .await?;
     tx.commit().await?;
-    Ok(Json(entries))
+    Ok(entries)
+}
+
+/// `GET /api/activity`: the signed-in user's last entries, newest first.
+pub(crate) async fn recent_activity(
+    State(app): State<Eqms>,
+    ctx: TenantContext,
+) -> Result<Json<Vec<ActivityEntry>>, tenancy_db::Error> {
+    Ok(Json(entries(&app, &ctx).await?))
 }

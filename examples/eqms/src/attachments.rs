@@ -16,11 +16,12 @@
 use std::path::Path;
 
 use axum::Json;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path as UrlPath, State};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::Stream;
 use serde::{Deserialize, Serialize};
 use tenancy_core::TenantContext;
 use tenancy_storage::{ListRequest, PutOptions, StorageConfig};
@@ -62,6 +63,32 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Streams `body` into the tenant's bucket as the attachment `name` of the CAPA `id`.
+pub(crate) async fn store<S, E>(
+    app: &Eqms,
+    ctx: &TenantContext,
+    id: &str,
+    name: &str,
+    content_type: Option<&str>,
+    body: S,
+) -> Result<Attachment, ApiError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Send,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    check_name(name)?;
+    let key = format!("{}{name}", capa_prefix(app, ctx, id).await?);
+    let content_type = content_type.unwrap_or("application/octet-stream");
+    let options = PutOptions::new().content_type(content_type);
+    let bucket = app.storage.bucket(ctx)?;
+    bucket.put_stream(&key, body, &options).await?;
+    let size = bucket.head(&key).await?.size;
+    Ok(Attachment {
+        name: name.to_owned(),
+        size,
+    })
+}
+
 /// `PUT /api/capas/{id}/attachments/{name}`: streams the body into the tenant's bucket.
 pub(crate) async fn put(
     State(app): State<Eqms>,
@@ -70,19 +97,19 @@ pub(crate) async fn put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Attachment>), ApiError> {
-    check_name(&name)?;
-    let key = format!("{}{name}", capa_prefix(&app, &ctx, &id).await?);
     let content_type = headers
         .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("application/octet-stream");
-    let options = PutOptions::new().content_type(content_type);
-    let bucket = app.storage.bucket(&ctx)?;
-    bucket
-        .put_stream(&key, body.into_data_stream(), &options)
-        .await?;
-    let size = bucket.head(&key).await?.size;
-    Ok((StatusCode::CREATED, Json(Attachment { name, size })))
+        .and_then(|value| value.to_str().ok());
+    let attachment = store(
+        &app,
+        &ctx,
+        &id,
+        &name,
+        content_type,
+        body.into_data_stream(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(attachment)))
 }
 
 /// `GET /api/capas/{id}/attachments/{name}`: streams the attachment back.
@@ -112,8 +139,17 @@ pub(crate) async fn list(
     ctx: TenantContext,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<Vec<Attachment>>, ApiError> {
-    let prefix = capa_prefix(&app, &ctx, &id).await?;
-    let bucket = app.storage.bucket(&ctx)?;
+    Ok(Json(attachments_of(&app, &ctx, &id).await?))
+}
+
+/// The attachments of the CAPA `id`, by name; 404 when the tenant has no such CAPA.
+pub(crate) async fn attachments_of(
+    app: &Eqms,
+    ctx: &TenantContext,
+    id: &str,
+) -> Result<Vec<Attachment>, ApiError> {
+    let prefix = capa_prefix(app, ctx, id).await?;
+    let bucket = app.storage.bucket(ctx)?;
     let mut request = ListRequest::prefix(prefix.as_str());
     let mut attachments = Vec::new();
     loop {
@@ -131,5 +167,5 @@ pub(crate) async fn list(
             None => break,
         }
     }
-    Ok(Json(attachments))
+    Ok(attachments)
 }

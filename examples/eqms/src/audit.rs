@@ -20,7 +20,8 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tenancy_audit::{AuditTrail, Entry, Event, IsolationEvidence, Scope};
+use serde::Deserialize;
+use tenancy_audit::{AuditTrail, Entry, Event, IsolationEvidence, Report, Scope, verify_trail};
 use tenancy_core::TenantContext;
 use tenancy_db::Transaction;
 
@@ -29,8 +30,9 @@ use crate::{ApiError, Capa, Eqms};
 /// The record type CAPAs are recorded under.
 pub const RECORD_TYPE: &str = "capa";
 
-fn trail() -> AuditTrail {
-    AuditTrail::new()
+/// CAPAs are regulated: every change but their creation needs a reason.
+pub(crate) fn trail() -> AuditTrail {
+    AuditTrail::new().regulated(RECORD_TYPE)
 }
 
 fn value(capa: &Capa) -> serde_json::Value {
@@ -49,18 +51,34 @@ pub(crate) async fn record_create(
     Ok(())
 }
 
-/// Records a status change of a CAPA from `before` to `after` in `tx`.
+/// Records a status change of a CAPA from `before` to `after` in `tx`, with its reason.
 pub(crate) async fn record_status_change(
     tx: &mut Transaction,
     ctx: &TenantContext,
     before: &Capa,
     after: &Capa,
+    reason: &str,
 ) -> Result<(), ApiError> {
     let event = Event::status_change(RECORD_TYPE, &after.id)
         .old_value(value(before))
-        .new_value(value(after));
+        .new_value(value(after))
+        .reason(reason);
     trail().record(tx, ctx, event).await?;
     Ok(())
+}
+
+/// The CAPA's entries, oldest first; `RowNotFound` (404) when the tenant has no such CAPA.
+pub(crate) async fn entries(
+    app: &Eqms,
+    ctx: &TenantContext,
+    id: &str,
+) -> Result<Vec<Entry>, ApiError> {
+    let mut tx = app.db.transaction(ctx).await?;
+    tx.query_one("SELECT id FROM capas WHERE id = $1", &[id.into()])
+        .await?;
+    let entries = trail().history(&mut tx, RECORD_TYPE, id).await?;
+    tx.commit().await?;
+    Ok(entries)
 }
 
 /// `GET /api/capas/{id}/history`: the CAPA's entries, oldest first; 404 when the tenant
@@ -70,12 +88,52 @@ pub(crate) async fn history(
     ctx: TenantContext,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<Vec<Entry>>, ApiError> {
-    let mut tx = app.db.transaction(&ctx).await?;
-    tx.query_one("SELECT id FROM capas WHERE id = $1", &[id.as_str().into()])
+    Ok(Json(entries(&app, &ctx, &id).await?))
+}
+
+/// How many of the trail's newest entries the inspector's view lists.
+pub const INSPECTION_LIMIT: i64 = 500;
+
+/// One line of the tenant's trail as the inspector's view lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TrailLine {
+    /// Its place in the chain.
+    pub seq: i64,
+    /// When, UTC.
+    pub recorded_at: String,
+    /// Who: their name at the time.
+    pub actor_name: String,
+    /// What (`create`, `status_change`, `signature`, `export`, ...).
+    pub action: String,
+    /// Which kind of record (`capa`, ...).
+    pub record_type: String,
+    /// Which record.
+    pub record_id: String,
+    /// Why, for a change.
+    pub reason: Option<String>,
+    /// What a signature means.
+    pub signature_meaning: Option<String>,
+}
+
+/// What the inspector's view shows: the tenant's trail, newest first, and the verification
+/// of its live chain from the first entry to the head (each entry's hash, each link, no
+/// gap), by tenancy-audit's verifier.
+pub(crate) async fn inspection(
+    app: &Eqms,
+    ctx: &TenantContext,
+) -> Result<(Vec<TrailLine>, Report), ApiError> {
+    let mut tx = app.db.transaction(ctx).await?;
+    let report = verify_trail(&mut tx).await?;
+    let lines = tx
+        .query_as(
+            "SELECT seq, recorded_at, actor_name, action, record_type, record_id, reason, \
+             signature_meaning \
+             FROM tenancy_audit ORDER BY seq DESC LIMIT $1",
+            &[INSPECTION_LIMIT.into()],
+        )
         .await?;
-    let entries = trail().history(&mut tx, RECORD_TYPE, &id).await?;
     tx.commit().await?;
-    Ok(Json(entries))
+    Ok((lines, report))
 }
 
 /// Removes a directory or file when dropped: an export's work files never outlive the

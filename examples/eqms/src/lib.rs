@@ -1,27 +1,29 @@
-//! The reference app's first cut: an eQMS service on axum whose CAPA records (corrective
-//! and preventive actions) are kept per tenant, on the embedded default (a SQLite file per
+//! The reference app: an eQMS service on axum whose CAPA records (corrective and
+//! preventive actions) are kept per tenant, on the embedded default (a SQLite file per
 //! tenant, no servers).
 //!
-//! - `/api/...` serves tenants: [`TenantLayer`] resolves the tenant from the subdomain
-//!   (`acme.localhost:3000`), a stand-in authentication reads the user from `x-user`,
-//!   [`RequireMemberLayer`] refuses users who are not members of that tenant (403), and
-//!   handlers take the [`TenantContext`] as an extractor and open a tenant transaction with
-//!   it. Errors answer through the status mapping every `tenancy` crate shares (a record
-//!   that is not there is 404, a duplicate reference 409).
+//! - The tenant routes (the JSON API under `/api/...`, the web pages of [`ui`]) sit behind
+//!   [`TenantLayer`], which resolves the tenant from the subdomain (`acme.localhost:3000`);
+//!   [`accounts::authenticate`], which names the user from the session cookie or HTTP
+//!   Basic credentials; and [`RequireMemberLayer`], which refuses users who are not members
+//!   of that tenant (403). Handlers take the [`TenantContext`] as an extractor and open a
+//!   tenant transaction with it. Errors answer through the status mapping every `tenancy`
+//!   crate shares (a record that is not there is 404, a duplicate reference 409).
 //! - `/health`, `/signup` and `/operator/...` serve no tenant: they are routes of the outer
 //!   router, outside the tenant layers.
-//!
-//! Each later layer issue wires its layer (cache, logs, jobs, storage, audit) into this app.
 
+pub mod accounts;
 pub mod attachments;
 pub mod audit;
+pub mod signatures;
+pub mod ui;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use axum::extract::{Path as UrlPath, Request, State};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -45,10 +47,6 @@ pub mod logs;
 
 pub use config::Config;
 
-/// The header the stand-in authentication reads the user id from. A real deployment
-/// replaces [`authenticate`] with its session or token check; nothing else changes.
-pub const USER_HEADER: &str = "x-user";
-
 /// The demo tenants seeded at start: (id, firm, user id, user name, first CAPA).
 pub const DEMO_TENANTS: [(&str, &str, &str, &str, &str); 2] = [
     (
@@ -67,8 +65,23 @@ pub const DEMO_TENANTS: [(&str, &str, &str, &str, &str); 2] = [
     ),
 ];
 
+/// The QA lead of each demo tenant (tenant, user id, user name): the inspector's view is
+/// theirs.
+pub const DEMO_QA_LEADS: [(&str, &str, &str); 2] = [
+    ("acme", "quinn", "Quinn Quality"),
+    ("beta", "rita", "Rita Reyes"),
+];
+
 /// The operator the `/operator` routes admit.
 pub const OPERATOR: (&str, &str) = ("olga", "Olga Operator");
+
+/// A demo user's password: `{user}-demo-password` (printed at start, never for real use).
+pub fn demo_password(user: &str) -> String {
+    format!("{user}-demo-password")
+}
+
+/// The most a JSON or form body may hold; larger is refused with 413 before any handler.
+pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// The schema of every tenant's database.
 pub fn migrations() -> Migrations {
@@ -146,9 +159,17 @@ pub fn migrations() -> Migrations {
                 &activity_and_notifications("tenant_id text NOT NULL,"),
                 &["activity", "notifications"],
             )),
+        Migration::new(5, "capa description")
+            .sqlite(CAPA_DESCRIPTION)
+            .postgres(CAPA_DESCRIPTION)
+            .row_level(CAPA_DESCRIPTION),
+        signatures::migration(6),
     ])
     .expect("the migrations are well formed")
 }
+
+/// Migration 5, in every dialect and placement.
+const CAPA_DESCRIPTION: &str = "ALTER TABLE capas ADD COLUMN description text NOT NULL DEFAULT ''";
 
 /// Migration 3 on PostgreSQL, whatever the placement.
 const APPROVAL_STATUS: &str = "ALTER TABLE capas DROP CONSTRAINT capas_status_check;
@@ -180,7 +201,7 @@ fn activity_and_notifications(tenant_column: &str) -> String {
 }
 
 /// `ddl` for row-level tenants, followed by the policy that fences each of `tables`.
-fn fenced(ddl: &str, tables: &[&str]) -> String {
+pub(crate) fn fenced(ddl: &str, tables: &[&str]) -> String {
     let mut sql = format!("{ddl};\n");
     for table in tables {
         sql.push_str(&rls::row_level_policy(table).expect("a plain table name"));
@@ -197,6 +218,8 @@ pub struct Capa {
     pub reference: String,
     /// What went wrong.
     pub title: String,
+    /// What happened, in more words (regulated, like the title).
+    pub description: String,
     /// `open`, `investigating`, `approval` or `closed`.
     pub status: CapaStatus,
     /// The user who opened it.
@@ -218,7 +241,16 @@ pub enum CapaStatus {
 }
 
 impl CapaStatus {
-    fn as_str(self) -> &'static str {
+    /// Every status, in workflow order.
+    pub const ALL: [CapaStatus; 4] = [
+        CapaStatus::Open,
+        CapaStatus::Investigating,
+        CapaStatus::Approval,
+        CapaStatus::Closed,
+    ];
+
+    /// The stored name: `open`, `investigating`, `approval`, `closed`.
+    pub fn as_str(self) -> &'static str {
         match self {
             CapaStatus::Open => "open",
             CapaStatus::Investigating => "investigating",
@@ -235,13 +267,20 @@ pub struct NewCapa {
     pub reference: String,
     /// What went wrong.
     pub title: String,
+    /// What happened, in more words (optional).
+    #[serde(default)]
+    pub description: String,
 }
 
-/// What `PUT /api/capas/{id}/status` takes.
+/// What `PUT /api/capas/{id}/status` takes. Closing is not a status change of its own: a
+/// CAPA in `approval` is closed by signing it ([`signatures`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusChange {
     /// The new status.
     pub status: CapaStatus,
+    /// Why (required: a CAPA is a regulated record, and the reason goes in the trail).
+    #[serde(default)]
+    pub reason: String,
 }
 
 /// What `POST /signup` takes: a new firm and its first user.
@@ -255,6 +294,8 @@ pub struct SignUp {
     pub user: String,
     /// The first user's name.
     pub user_name: String,
+    /// The first user's password.
+    pub password: String,
 }
 
 /// Who the users are and which tenants they belong to. Kept in memory for the demo; an
@@ -267,7 +308,10 @@ pub struct Directory {
 #[derive(Default)]
 struct DirectoryInner {
     users: HashMap<String, String>,
+    /// Argon2id hashes (PHC strings), by user id.
+    passwords: HashMap<String, String>,
     members: HashSet<(String, TenantId)>,
+    qa_leads: HashSet<(String, TenantId)>,
     operators: HashSet<String>,
 }
 
@@ -279,11 +323,44 @@ impl Directory {
         inner.members.insert((user.to_owned(), tenant.clone()));
     }
 
+    /// Makes `user` (a member already) the QA lead of `tenant`: the inspector's view is
+    /// theirs.
+    pub fn add_qa_lead(&self, user: &str, tenant: &TenantId) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        inner.qa_leads.insert((user.to_owned(), tenant.clone()));
+    }
+
     /// Adds `user` as a platform operator, member of no tenant.
     pub fn add_operator(&self, user: &str, name: &str) {
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         inner.users.insert(user.to_owned(), name.to_owned());
         inner.operators.insert(user.to_owned());
+    }
+
+    /// Sets `user`'s password (kept as an Argon2id hash only).
+    pub fn set_password(&self, user: &str, password: &str) -> Result<(), StartError> {
+        let hash = accounts::hash_password(password)?;
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        inner.passwords.insert(user.to_owned(), hash);
+        Ok(())
+    }
+
+    /// The actor for `user`, if the user exists and `password` is theirs.
+    pub fn check_password(&self, user: &str, password: &str) -> Option<Actor> {
+        let hash = {
+            let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+            inner.passwords.get(user).cloned()
+        };
+        let Some(hash) = hash else {
+            // As long as for a known user: the answer's time does not tell who exists.
+            accounts::verify_password(password, accounts::unknown_user_hash());
+            return None;
+        };
+        if accounts::verify_password(password, &hash) {
+            self.actor(user)
+        } else {
+            None
+        }
     }
 
     /// The actor for a user id, if the user exists.
@@ -297,6 +374,17 @@ impl Directory {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         inner.operators.contains(user)
     }
+
+    fn is_member_of(&self, user: &str, tenant: &TenantId) -> bool {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        inner.members.contains(&(user.to_owned(), tenant.clone()))
+    }
+
+    /// Whether `user` is the QA lead of `tenant`.
+    pub fn is_qa_lead(&self, user: &str, tenant: &TenantId) -> bool {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        inner.qa_leads.contains(&(user.to_owned(), tenant.clone()))
+    }
 }
 
 impl Membership for Directory {
@@ -305,10 +393,7 @@ impl Membership for Directory {
         actor: &Actor,
         tenant: &TenantId,
     ) -> Result<bool, tenancy_core::Error> {
-        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        Ok(inner
-            .members
-            .contains(&(actor.id().to_owned(), tenant.clone())))
+        Ok(self.is_member_of(actor.id(), tenant))
     }
 }
 
@@ -332,6 +417,7 @@ pub struct Eqms {
     logs: logs::Logs,
     cache: tenancy_cache::Cache,
     jobs: jobs::Jobs,
+    sessions: accounts::Sessions,
 }
 
 /// Why the app could not start.
@@ -376,6 +462,7 @@ impl Eqms {
         db.platform().prepare(&operator).await?;
         let directory = Directory::default();
         directory.add_operator(OPERATOR.0, OPERATOR.1);
+        directory.set_password(OPERATOR.0, &demo_password(OPERATOR.0))?;
         let existing: HashSet<TenantId> = db
             .platform()
             .tenants(&operator)
@@ -393,10 +480,18 @@ impl Eqms {
             logs,
             cache,
             jobs,
+            sessions: accounts::Sessions::default(),
         };
+        for (tenant, user, user_name) in DEMO_QA_LEADS {
+            let id: TenantId = tenant.parse()?;
+            eqms.directory.add_member(user, user_name, &id);
+            eqms.directory.add_qa_lead(user, &id);
+            eqms.directory.set_password(user, &demo_password(user))?;
+        }
         for (n, (tenant, firm, user, user_name, first_capa)) in DEMO_TENANTS.iter().enumerate() {
             let id: TenantId = tenant.parse()?;
             eqms.directory.add_member(user, user_name, &id);
+            eqms.directory.set_password(user, &demo_password(user))?;
             if existing.contains(&id) {
                 // Re-run: finishes a bucket an interrupted start did not make.
                 eqms.storage
@@ -410,6 +505,7 @@ impl Eqms {
             let capa = NewCapa {
                 reference: format!("CAPA-2026-{:03}", n + 1),
                 title: (*first_capa).to_owned(),
+                description: String::new(),
             };
             // In the tenant's scope, so its log line carries the tenant.
             ctx.scope(insert_capa(&eqms.db, &ctx, &capa)).await?;
@@ -471,21 +567,26 @@ impl Eqms {
         let resolver = Subdomain::of("localhost")
             .expect("a valid base domain")
             .accept_port(port);
-        let api = self
-            .tenant_routes()
-            // Inner to outer: membership, then authentication, then the tenant.
-            .layer(RequireMemberLayer::new(self.directory.clone()).refuse_with(refusal_page))
+        let members = Router::new()
+            .nest("/api", self.tenant_routes())
+            .merge(ui::member_routes(&self.cache))
+            .layer(RequireMemberLayer::new(self.directory.clone()).refuse_with(refusal_page));
+        // Inner to outer: membership (not for the login page), then authentication, then
+        // the tenant.
+        let tenant = members
+            .merge(ui::sign_in_routes())
             .layer(middleware::from_fn_with_state(
-                self.directory.clone(),
-                authenticate,
+                self.clone(),
+                accounts::authenticate,
             ))
             .layer(TenantLayer::new(resolver, self.db.catalog()).refuse_with(refusal_page));
         Router::new()
-            .nest("/api", api)
+            .merge(tenant)
             .route("/health", get(health))
             .route("/signup", post(sign_up))
             .route("/operator/tenants", get(operator_tenants))
             .with_state(self.clone())
+            .layer(DefaultBodyLimit::max(BODY_LIMIT))
             .layer(middleware::from_fn_with_state(
                 self.logs.dispatch().clone(),
                 logs::with_logs,
@@ -524,25 +625,11 @@ impl Eqms {
                 get(activity::recent_activity).layer(activity::cache_layer(&self.cache)),
             )
             .route("/notifications", get(jobs::list_notifications))
+            .route(
+                "/capas/{id}/signatures",
+                get(signatures::list).post(signatures::sign_json),
+            )
     }
-}
-
-/// The stand-in authentication: the user named by `x-user`, if the directory knows them,
-/// becomes the request's actor. Stands where a session or token check would.
-pub async fn authenticate(
-    State(directory): State<Directory>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let actor = request
-        .headers()
-        .get(USER_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|user| directory.actor(user));
-    if let Some(actor) = actor {
-        request.extensions_mut().insert(actor);
-    }
-    next.run(request).await
 }
 
 /// Refusals as JSON for API clients, as a page for browsers.
@@ -556,9 +643,15 @@ fn refusal_page(refusal: &Refusal<'_>) -> axum::http::Response<String> {
         .replace('<', "&lt;")
         .replace('>', "&gt;");
     let status = refusal.status();
+    // Not signed in (or signed in at another tenant's host): the way in.
+    let sign_in = if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        "<p><a href=\"/login\">Sign in</a></p>"
+    } else {
+        ""
+    };
     let mut response = axum::http::Response::new(format!(
         "<!doctype html>\n<html><head><title>{status}</title></head>\
-         <body><h1>{status}</h1><p>{message}</p></body></html>\n"
+         <body><h1>{status}</h1><p>{message}</p>{sign_in}</body></html>\n"
     ));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -588,6 +681,18 @@ pub enum ApiError {
     Export(std::io::Error),
     /// The status changed, but the job that follows it could not be queued.
     Queue(tenancy_queue::Error),
+    /// A regulated change came without a reason.
+    ReasonRequired,
+    /// Closing a CAPA takes an electronic signature, not a status change.
+    SignatureRequired,
+    /// Only a CAPA awaiting approval can be signed.
+    NotAwaitingApproval(CapaStatus),
+    /// The first signature of a session names the signer's user id as well.
+    SignerIdRequired,
+    /// The user id or password given with a signature is not the signer's.
+    SignatureRefused,
+    /// An upload form that could not be read.
+    InvalidUpload(String),
 }
 
 impl fmt::Display for ApiError {
@@ -614,6 +719,31 @@ impl fmt::Display for ApiError {
                 f,
                 "the status changed, but notifying the approver could not be queued: {error}"
             ),
+            ApiError::ReasonRequired => f.write_str(
+                "a change to a CAPA needs a reason (it is recorded in the audit trail); give one",
+            ),
+            ApiError::SignatureRequired => f.write_str(
+                "a CAPA is closed by signing it while it awaits approval \
+                 (POST /api/capas/{id}/signatures), not by a status change",
+            ),
+            ApiError::NotAwaitingApproval(status) => write!(
+                f,
+                "the CAPA is `{}`; only a CAPA awaiting approval can be signed",
+                status.as_str()
+            ),
+            ApiError::SignerIdRequired => f.write_str(
+                "the first signature of a session needs your user id as well as your password; \
+                 nothing was signed",
+            ),
+            ApiError::InvalidUpload(why) => write!(
+                f,
+                "the upload could not be read ({}); send it again",
+                tenancy_core::quote(why)
+            ),
+            ApiError::SignatureRefused => f.write_str(
+                "the signature was refused: the user id or password is not yours; \
+                 nothing was signed",
+            ),
         }
     }
 }
@@ -626,7 +756,15 @@ impl std::error::Error for ApiError {
             ApiError::Storage(error) => error.source(),
             ApiError::Export(error) => Some(error),
             ApiError::Queue(error) => error.source(),
-            ApiError::Closed | ApiError::DuplicateReference(_) | ApiError::InvalidName(_) => None,
+            ApiError::Closed
+            | ApiError::DuplicateReference(_)
+            | ApiError::InvalidName(_)
+            | ApiError::ReasonRequired
+            | ApiError::SignatureRequired
+            | ApiError::NotAwaitingApproval(_)
+            | ApiError::SignerIdRequired
+            | ApiError::SignatureRefused
+            | ApiError::InvalidUpload(_) => None,
         }
     }
 }
@@ -635,7 +773,14 @@ impl HttpError for ApiError {
     fn class(&self) -> ErrorClass {
         match self {
             ApiError::Db(error) => error.class(),
-            ApiError::Closed | ApiError::DuplicateReference(_) => ErrorClass::Conflict,
+            ApiError::Closed
+            | ApiError::DuplicateReference(_)
+            | ApiError::SignatureRequired
+            | ApiError::NotAwaitingApproval(_) => ErrorClass::Conflict,
+            ApiError::ReasonRequired | ApiError::SignerIdRequired | ApiError::InvalidUpload(_) => {
+                ErrorClass::BadRequest
+            }
+            ApiError::SignatureRefused => ErrorClass::Unauthenticated,
             ApiError::Audit(error) => match error.kind() {
                 tenancy_audit::ErrorKind::InvalidEvent => ErrorClass::BadRequest,
                 _ => ErrorClass::Internal,
@@ -672,7 +817,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub(crate) const CAPA_COLUMNS: &str = "id, reference, title, status, created_by";
+pub(crate) const CAPA_COLUMNS: &str = "id, reference, title, description, status, created_by";
 
 async fn insert_capa(db: &TenantDb, ctx: &TenantContext, capa: &NewCapa) -> Result<Capa, ApiError> {
     let id = uuid::Uuid::new_v4().to_string();
@@ -683,6 +828,7 @@ async fn insert_capa(db: &TenantDb, ctx: &TenantContext, capa: &NewCapa) -> Resu
         id: id.clone(),
         reference: capa.reference.clone(),
         title: capa.title.clone(),
+        description: capa.description.clone(),
         status: CapaStatus::Open,
         created_by: ctx.actor().id().to_owned(),
     };
@@ -690,13 +836,14 @@ async fn insert_capa(db: &TenantDb, ctx: &TenantContext, capa: &NewCapa) -> Resu
     let created: Capa = tx
         .query_one_as(
             &format!(
-                "INSERT INTO capas ({CAPA_COLUMNS}) VALUES ($1, $2, $3, 'open', $4) \
+                "INSERT INTO capas ({CAPA_COLUMNS}) VALUES ($1, $2, $3, $4, 'open', $5) \
                  RETURNING {CAPA_COLUMNS}"
             ),
             &[
                 id.into(),
                 capa.reference.as_str().into(),
                 capa.title.as_str().into(),
+                capa.description.as_str().into(),
                 ctx.actor().id().into(),
             ],
         )
@@ -713,16 +860,15 @@ async fn insert_capa(db: &TenantDb, ctx: &TenantContext, capa: &NewCapa) -> Resu
         capa.id = %created.id,
         capa.reference = %created.reference,
         capa.title = %created.title,
+        capa.description = %created.description,
         "CAPA created"
     );
     Ok(created)
 }
 
-async fn list_capas(
-    State(app): State<Eqms>,
-    ctx: TenantContext,
-) -> Result<Json<Vec<Capa>>, tenancy_db::Error> {
-    let mut tx = app.db.transaction(&ctx).await?;
+/// The tenant's CAPAs, by reference.
+pub(crate) async fn capas(app: &Eqms, ctx: &TenantContext) -> Result<Vec<Capa>, tenancy_db::Error> {
+    let mut tx = app.db.transaction(ctx).await?;
     let capas = tx
         .query_as(
             &format!("SELECT {CAPA_COLUMNS} FROM capas ORDER BY reference"),
@@ -730,7 +876,42 @@ async fn list_capas(
         )
         .await?;
     tx.commit().await?;
-    Ok(Json(capas))
+    Ok(capas)
+}
+
+/// One CAPA of the tenant; `RowNotFound` (404) for an id the tenant does not have.
+pub(crate) async fn capa(
+    app: &Eqms,
+    ctx: &TenantContext,
+    id: &str,
+) -> Result<Capa, tenancy_db::Error> {
+    let mut tx = app.db.transaction(ctx).await?;
+    let capa = tx
+        .query_one_as(
+            &format!("SELECT {CAPA_COLUMNS} FROM capas WHERE id = $1"),
+            &[id.into()],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(capa)
+}
+
+async fn list_capas(
+    State(app): State<Eqms>,
+    ctx: TenantContext,
+) -> Result<Json<Vec<Capa>>, tenancy_db::Error> {
+    Ok(Json(capas(&app, &ctx).await?))
+}
+
+/// Opens a CAPA and invalidates the tenant's cached responses.
+pub(crate) async fn open_capa(
+    app: &Eqms,
+    ctx: &TenantContext,
+    capa: &NewCapa,
+) -> Result<Capa, ApiError> {
+    let created = insert_capa(&app.db, ctx, capa).await?;
+    activity::invalidate(app, ctx).await;
+    Ok(created)
 }
 
 async fn create_capa(
@@ -738,9 +919,10 @@ async fn create_capa(
     ctx: TenantContext,
     Json(capa): Json<NewCapa>,
 ) -> Result<(StatusCode, Json<Capa>), ApiError> {
-    let created = insert_capa(&app.db, &ctx, &capa).await?;
-    activity::invalidate(&app, &ctx).await;
-    Ok((StatusCode::CREATED, Json(created)))
+    Ok((
+        StatusCode::CREATED,
+        Json(open_capa(&app, &ctx, &capa).await?),
+    ))
 }
 
 /// `GET /api/capas/{id}`: the read endpoint of the benchmark.
@@ -749,15 +931,7 @@ pub async fn read_capa(
     ctx: TenantContext,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<Capa>, tenancy_db::Error> {
-    let mut tx = app.db.transaction(&ctx).await?;
-    let capa = tx
-        .query_one_as(
-            &format!("SELECT {CAPA_COLUMNS} FROM capas WHERE id = $1"),
-            &[id.into()],
-        )
-        .await?;
-    tx.commit().await?;
-    Ok(Json(capa))
+    Ok(Json(capa(&app, &ctx, &id).await?))
 }
 
 async fn change_status(
@@ -766,28 +940,46 @@ async fn change_status(
     UrlPath(id): UrlPath<String>,
     Json(change): Json<StatusChange>,
 ) -> Result<Json<Capa>, ApiError> {
-    let mut tx = app.db.transaction(&ctx).await?;
+    Ok(Json(move_capa(&app, &ctx, &id, &change).await?))
+}
+
+/// Moves a CAPA to another status (not `closed`: that is a signature), with the change's
+/// reason in the trail; queues the approver's notification on the way into `approval`.
+pub(crate) async fn move_capa(
+    app: &Eqms,
+    ctx: &TenantContext,
+    id: &str,
+    change: &StatusChange,
+) -> Result<Capa, ApiError> {
+    let reason = change.reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::ReasonRequired);
+    }
+    let mut tx = app.db.transaction(ctx).await?;
     let before: Capa = tx
         .query_one_as(
             &format!("SELECT {CAPA_COLUMNS} FROM capas WHERE id = $1"),
-            &[id.as_str().into()],
+            &[id.into()],
         )
         .await?;
-    if before.status == CapaStatus::Closed && change.status != CapaStatus::Closed {
+    if before.status == CapaStatus::Closed {
         return Err(ApiError::Closed);
+    }
+    if change.status == CapaStatus::Closed {
+        return Err(ApiError::SignatureRequired);
     }
     let capa = Capa {
         status: change.status,
         ..before.clone()
     };
-    audit::record_status_change(&mut tx, &ctx, &before, &capa).await?;
+    audit::record_status_change(&mut tx, ctx, &before, &capa, reason).await?;
     tx.execute(
         "UPDATE capas SET status = $1 WHERE id = $2",
-        &[change.status.as_str().into(), id.as_str().into()],
+        &[change.status.as_str().into(), id.into()],
     )
     .await?;
     let previous = before.status;
-    activity::record(&mut tx, &ctx, &capa, change.status.as_str()).await?;
+    activity::record(&mut tx, ctx, &capa, change.status.as_str()).await?;
     tx.commit().await?;
     tracing::info!(
         capa.id = %capa.id,
@@ -796,13 +988,13 @@ async fn change_status(
         to = capa.status.as_str(),
         "CAPA status changed"
     );
-    activity::invalidate(&app, &ctx).await;
+    activity::invalidate(app, ctx).await;
     if capa.status == CapaStatus::Approval && previous != CapaStatus::Approval {
-        jobs::on_status_change(&app, &ctx, &capa)
+        jobs::on_status_change(app, ctx, &capa)
             .await
             .map_err(ApiError::Queue)?;
     }
-    Ok(Json(capa))
+    Ok(capa)
 }
 
 async fn health() -> &'static str {
@@ -823,10 +1015,20 @@ async fn sign_up(
         );
         return Err(error.into_response());
     }
+    if form.password.chars().count() < accounts::MIN_PASSWORD_CHARS {
+        let error = tenancy_core::Error::new(
+            tenancy_core::ErrorKind::InvalidActor,
+            "the password is too short: give at least 12 characters",
+        );
+        return Err(error.into_response());
+    }
     app.create_tenant(id.clone(), &form.name)
         .await
         .map_err(IntoResponse::into_response)?;
     app.directory.add_member(&form.user, &form.user_name, &id);
+    app.directory
+        .set_password(&form.user, &form.password)
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())?;
     Ok((StatusCode::CREATED, format!("tenant `{id}` created\n")))
 }
 
@@ -835,10 +1037,9 @@ async fn operator_tenants(
     State(app): State<Eqms>,
     headers: axum::http::HeaderMap,
 ) -> Result<Json<Vec<serde_json::Value>>, Response> {
-    let is_operator = headers
-        .get(USER_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|user| app.directory.is_operator(user));
+    let is_operator = accounts::basic_credentials(&headers)
+        .and_then(|(user, password)| app.directory.check_password(&user, &password))
+        .is_some_and(|actor| app.directory.is_operator(actor.id()));
     if !is_operator {
         let error = tenancy_core::Error::new(
             tenancy_core::ErrorKind::NotAMember,

@@ -9,7 +9,9 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use example_eqms::{Config, DEMO_TENANTS, Eqms, OPERATOR, StartError};
+use example_eqms::{
+    Config, DEMO_QA_LEADS, DEMO_TENANTS, Eqms, OPERATOR, StartError, demo_password,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), StartError> {
@@ -32,43 +34,47 @@ async fn main() -> Result<(), StartError> {
     let (beta, _, omar, _, _) = DEMO_TENANTS[1];
     let base = format!("http://127.0.0.1:{port}");
     println!("eQMS listening on {base} (data in {})", data_dir.display());
-    println!("Tenants are subdomains of localhost; users are named by the x-user header:");
-    for (tenant, _, user, name, _) in DEMO_TENANTS {
-        println!("  {tenant}.localhost:{port}  user {user} ({name})");
+    println!();
+    println!("Open in a browser and sign in (demo passwords, for this demo only):");
+    for (tenant, firm, user, name, _) in DEMO_TENANTS {
+        println!("  http://{tenant}.localhost:{port}/   {firm}");
+        println!("      {user} / {}   ({name})", demo_password(user));
+        for (_, lead, lead_name) in DEMO_QA_LEADS.iter().filter(|(t, _, _)| *t == tenant) {
+            println!(
+                "      {lead} / {}   ({lead_name}, QA lead: the inspector's view)",
+                demo_password(lead)
+            );
+        }
     }
     println!();
-    println!("Try:");
-    println!("  curl -H 'Host: {acme}.localhost:{port}' -H 'x-user: {jane}' {base}/api/capas");
+    let auth = format!("-u {jane}:{}", demo_password(jane));
+    println!("Or the JSON API, with HTTP Basic credentials:");
+    println!("  curl {auth} -H 'Host: {acme}.localhost:{port}' {base}/api/capas");
     println!(
-        "  curl -H 'Host: {acme}.localhost:{port}' -H 'x-user: {jane}' -H 'content-type: application/json' \\\n    \
+        "  curl {auth} -H 'Host: {acme}.localhost:{port}' -H 'content-type: application/json' \\\n    \
          -d '{{\"reference\":\"CAPA-2026-101\",\"title\":\"Label mix-up on line 2\"}}' {base}/api/capas"
     );
     println!(
-        "  curl -X PUT -H 'Host: {acme}.localhost:{port}' -H 'x-user: {jane}' -H 'content-type: application/json' \\\n    \
-         -d '{{\"status\":\"investigating\"}}' {base}/api/capas/<id>/status"
+        "  curl {auth} -X PUT -H 'Host: {acme}.localhost:{port}' -H 'content-type: application/json' \\\n    \
+         -d '{{\"status\":\"investigating\",\"reason\":\"root cause analysis\"}}' {base}/api/capas/<id>/status"
     );
     println!(
-        "  curl -H 'Host: {beta}.localhost:{port}' -H 'x-user: {jane}' {base}/api/capas   # 403: jane is not in {beta}"
+        "  curl {auth} -H 'Host: {beta}.localhost:{port}' {base}/api/capas   # 403: {jane} is not in {beta}"
     );
     println!(
-        "  curl -H 'Host: {beta}.localhost:{port}' -H 'x-user: {omar}' {base}/api/capas/<id of an {acme} CAPA>   # 404"
+        "  curl -u {omar}:{} -H 'Host: {beta}.localhost:{port}' {base}/api/capas/<id of an {acme} CAPA>   # 404",
+        demo_password(omar)
     );
     println!(
-        "  curl -H 'Host: {acme}.localhost:{port}' -H 'x-user: {jane}' {base}/api/capas/<id>/history"
-    );
-    println!(
-        "  curl -H 'Host: {acme}.localhost:{port}' -H 'x-user: {jane}' -o audit.tar {base}/api/audit/export   # tar xf audit.tar"
-    );
-    println!(
-        "  curl -T report.pdf -H 'Host: {acme}.localhost:{port}' -H 'x-user: {jane}' {base}/api/capas/<id>/attachments/report.pdf"
+        "  curl {auth} -H 'Host: {acme}.localhost:{port}' -o audit.tar {base}/api/audit/export   # tar xf audit.tar"
     );
     println!("  curl {base}/health");
     println!(
-        "  curl -H 'content-type: application/json' \\\n    \
-         -d '{{\"tenant\":\"gamma\",\"name\":\"Gamma Labs\",\"user\":\"gail\",\"user_name\":\"Gail Grant\"}}' {base}/signup"
+        "  curl -u {}:{} {base}/operator/tenants",
+        OPERATOR.0,
+        demo_password(OPERATOR.0)
     );
-    println!("  curl -H 'x-user: {}' {base}/operator/tenants", OPERATOR.0);
-    println!("Browsers: http://{acme}.localhost:{port}/api/capas (refusals come as a page).");
+    println!("The README lists every route.");
 
     // The job worker runs next to the server and stops with it.
     let worker = app.jobs().start_worker();

@@ -7,99 +7,16 @@
 use std::path::{Path, PathBuf};
 
 use example_eqms::attachments::Attachment;
-use example_eqms::{Capa, CapaStatus, Config, Eqms, NewCapa, StatusChange};
+use example_eqms::{Capa, CapaStatus, Config, Eqms, NewCapa};
 use http::{Method, StatusCode};
 use serde_json::Value;
 use tenancy_audit::Entry;
-use tenancy_core::{Actor, TenantContext, TenantId};
 use tenancy_storage::ListRequest;
 use tenancy_test::http::TestClient;
 use tenancy_test::storage::{Backend, TestStorage};
 
-/// A data directory of the test's own, removed when the test ends.
-struct DataDir(PathBuf);
-
-impl DataDir {
-    fn new(name: &str) -> Self {
-        DataDir(std::env::temp_dir().join(format!(
-            "eqms-audit-test-{name}-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        )))
-    }
-}
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn client_of(app: &Eqms) -> TestClient<axum::Router> {
-    TestClient::new(app.router(3000))
-        .tenant_by_subdomain("localhost")
-        .user_by_header("x-user")
-}
-
-async fn start(name: &str) -> (DataDir, Eqms, TestClient<axum::Router>) {
-    let dir = DataDir::new(name);
-    let app = Eqms::open(&dir.0).await.expect("the app starts");
-    let client = client_of(&app);
-    (dir, app, client)
-}
-
-fn id(tenant: &str) -> TenantId {
-    tenant.parse().unwrap()
-}
-
-fn reader(tenant: &str) -> TenantContext {
-    TenantContext::new(id(tenant), Actor::service("test-reader").unwrap())
-}
-
-async fn create(
-    client: &TestClient<axum::Router>,
-    tenant: &str,
-    user: &str,
-    reference: &str,
-    title: &str,
-) -> Capa {
-    let response = client
-        .call(&id(tenant))
-        .user(user)
-        .post_json(
-            "/api/capas",
-            &NewCapa {
-                reference: reference.to_owned(),
-                title: title.to_owned(),
-            },
-        )
-        .await;
-    assert_eq!(
-        response.status(),
-        StatusCode::CREATED,
-        "{}",
-        response.text()
-    );
-    response.json()
-}
-
-async fn set_status(
-    client: &TestClient<axum::Router>,
-    tenant: &str,
-    user: &str,
-    capa: &str,
-    status: CapaStatus,
-) -> StatusCode {
-    client
-        .call(&id(tenant))
-        .user(user)
-        .put_json(
-            &format!("/api/capas/{capa}/status"),
-            &StatusChange { status },
-        )
-        .await
-        .status()
-}
+mod support;
+use support::*;
 
 /// Every entry of a tenant's trail, read behind the API.
 async fn trail_rows(app: &Eqms, tenant: &str) -> Vec<(i64, String, String)> {
@@ -126,12 +43,11 @@ fn value(text: &Option<String>) -> Value {
 async fn a_capas_history_reconstructs_its_changes() {
     let (_dir, _app, client) = start("history").await;
     let capa = create(&client, "acme", "jane", "CAPA-H-1", "Torn blister foil").await;
-    for status in [CapaStatus::Investigating, CapaStatus::Closed] {
-        assert_eq!(
-            set_status(&client, "acme", "jane", &capa.id, status).await,
-            StatusCode::OK
-        );
-    }
+    assert_eq!(
+        set_status(&client, "acme", "jane", &capa.id, CapaStatus::Investigating).await,
+        StatusCode::OK
+    );
+    close(&client, "acme", "jane", &capa.id).await;
     let response = client
         .call(&id("acme"))
         .user("jane")
@@ -140,12 +56,29 @@ async fn a_capas_history_reconstructs_its_changes() {
     assert_eq!(response.status(), StatusCode::OK, "{}", response.text());
     let history: Vec<Entry> = response.json();
     let actions: Vec<&str> = history.iter().map(|e| e.action.as_str()).collect();
-    assert_eq!(actions, ["create", "status_change", "status_change"]);
+    assert_eq!(
+        actions,
+        [
+            "create",
+            "status_change",
+            "status_change",
+            "status_change",
+            "signature"
+        ]
+    );
+    // Every change has its reason; the signature its meaning.
+    for entry in &history[1..4] {
+        assert!(
+            entry.reason.as_deref().is_some_and(|r| !r.is_empty()),
+            "{entry:?}"
+        );
+    }
+    assert_eq!(history[4].signature_meaning.as_deref(), Some("Approved by"));
 
-    // Replaying the entries gives the record as it is now.
+    // Replaying the changes gives the record as it is now.
     assert_eq!(history[0].old_value, None);
     let mut state = value(&history[0].new_value);
-    for entry in &history[1..] {
+    for entry in &history[1..4] {
         assert_eq!(
             value(&entry.old_value),
             state,
@@ -162,7 +95,8 @@ async fn a_capas_history_reconstructs_its_changes() {
     assert_eq!(state, serde_json::to_value(&now).unwrap());
     assert_eq!(now.status, CapaStatus::Closed);
 
-    // Who and which request: the context's actor and correlation id.
+    // Who and which request: the context's actor and correlation id (the close and its
+    // signature are one request).
     let mut requests = std::collections::HashSet::new();
     for entry in &history {
         assert_eq!(
@@ -170,8 +104,10 @@ async fn a_capas_history_reconstructs_its_changes() {
             ("acme", "jane")
         );
         assert_eq!(entry.actor_name, "Jane Doe");
-        assert!(requests.insert(entry.request_id.clone().expect("a request id")));
+        requests.insert(entry.request_id.clone().expect("a request id"));
     }
+    assert_eq!(requests.len(), 4);
+    assert_eq!(history[3].request_id, history[4].request_id);
 
     // Another tenant's user at the other host, or asking its own host for this id.
     let path = format!("/api/capas/{}/history", capa.id);
@@ -204,6 +140,7 @@ async fn a_failed_change_leaves_no_audit_entry() {
             &NewCapa {
                 reference: "CAPA-F-1".into(),
                 title: "again".into(),
+                description: String::new(),
             },
         )
         .await;
@@ -214,12 +151,9 @@ async fn a_failed_change_leaves_no_audit_entry() {
         response.text()
     );
     // A closed CAPA cannot be reopened: refused, nothing recorded.
-    assert_eq!(
-        set_status(&client, "acme", "jane", &capa.id, CapaStatus::Closed).await,
-        StatusCode::OK
-    );
+    close(&client, "acme", "jane", &capa.id).await;
     let acme_closed = trail_rows(&app, "acme").await;
-    assert_eq!(acme_closed.len(), acme_before.len() + 1);
+    assert_eq!(acme_closed.len(), acme_before.len() + 3);
     assert_eq!(
         set_status(&client, "acme", "jane", &capa.id, CapaStatus::Open).await,
         StatusCode::CONFLICT
@@ -263,7 +197,7 @@ async fn the_export_holds_the_tenants_own_trail_and_verifies() {
     let (dir, _app, client) = start("export").await;
     let acme_capa = create(&client, "acme", "jane", "CAPA-E-A", "canary-acme-51de").await;
     let beta_capa = create(&client, "beta", "omar", "CAPA-E-B", "canary-beta-0b7e").await;
-    set_status(&client, "beta", "omar", &beta_capa.id, CapaStatus::Closed).await;
+    set_status(&client, "beta", "omar", &beta_capa.id, CapaStatus::Approval).await;
     set_status(
         &client,
         "acme",
@@ -499,7 +433,8 @@ async fn attachments_stay_in_their_tenant(app: &Eqms) {
 
     // A tenant signed up later gets its bucket at sign-up.
     let sign_up = serde_json::json!({
-        "tenant": "gamma", "name": "Gamma Labs", "user": "gail", "user_name": "Gail Grant"
+        "tenant": "gamma", "name": "Gamma Labs", "user": "gail", "user_name": "Gail Grant",
+        "password": example_eqms::demo_password("gail")
     });
     let created = client.untenanted().post_json("/signup", &sign_up).await;
     assert_eq!(created.status(), StatusCode::CREATED, "{}", created.text());

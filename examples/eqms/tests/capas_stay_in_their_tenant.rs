@@ -2,53 +2,13 @@
 //! two tenants: each sees and changes its own CAPAs only, a user of one tenant is refused
 //! at another's host, and another tenant's record id is a 404 that writes nothing.
 
-use std::path::PathBuf;
-
-use example_eqms::{Capa, CapaStatus, Eqms, NewCapa, StatusChange};
+use example_eqms::{Capa, CapaStatus, Eqms};
 use http::StatusCode;
 use serde_json::Value;
-use tenancy_core::{Actor, TenantContext, TenantId};
-use tenancy_test::http::TestClient;
+use tenancy_core::{Actor, TenantContext};
 
-/// A data directory of the test's own, removed when the test ends.
-struct DataDir(PathBuf);
-
-impl DataDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "eqms-test-{name}-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
-        DataDir(dir)
-    }
-}
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-async fn start(name: &str) -> (DataDir, Eqms, TestClient<axum::Router>) {
-    let dir = DataDir::new(name);
-    let app = Eqms::open(&dir.0).await.expect("the app starts");
-    let client = TestClient::new(app.router(3000))
-        .tenant_by_subdomain("localhost")
-        .user_by_header("x-user");
-    (dir, app, client)
-}
-
-fn id(tenant: &str) -> TenantId {
-    tenant.parse().unwrap()
-}
-
-fn new_capa(reference: &str, title: &str) -> NewCapa {
-    NewCapa {
-        reference: reference.to_owned(),
-        title: title.to_owned(),
-    }
-}
+mod support;
+use support::*;
 
 /// Every row of a tenant's `capas` table, read behind the API.
 async fn rows(app: &Eqms, tenant: &str) -> Vec<Capa> {
@@ -56,7 +16,7 @@ async fn rows(app: &Eqms, tenant: &str) -> Vec<Capa> {
     let mut tx = app.db().transaction(&ctx).await.unwrap();
     let rows = tx
         .query_as(
-            "SELECT id, reference, title, status, created_by FROM capas ORDER BY id",
+            "SELECT id, reference, title, description, status, created_by FROM capas ORDER BY id",
             &[],
         )
         .await
@@ -107,25 +67,28 @@ async fn members_create_list_read_and_change_their_own_capas() {
         .json();
     assert_eq!(read, created);
 
+    // Closing is a signature, not a status change.
     let response = client
         .call(&acme)
         .user("jane")
         .put_json(
             &format!("/api/capas/{}/status", created.id),
-            &StatusChange {
-                status: CapaStatus::Closed,
-            },
+            &status_change(CapaStatus::Closed),
         )
         .await;
-    assert_eq!(response.status(), StatusCode::OK, "{}", response.text());
+    assert_eq!(
+        response.status(),
+        StatusCode::CONFLICT,
+        "{}",
+        response.text()
+    );
+    close(&client, "acme", "jane", &created.id).await;
     let response = client
         .call(&acme)
         .user("jane")
         .put_json(
             &format!("/api/capas/{}/status", created.id),
-            &StatusChange {
-                status: CapaStatus::Open,
-            },
+            &status_change(CapaStatus::Open),
         )
         .await;
     assert_eq!(
@@ -168,9 +131,7 @@ async fn another_tenants_record_id_is_not_found_and_nothing_is_written() {
         .user("jane")
         .put_json(
             &format!("{path}/status"),
-            &StatusChange {
-                status: CapaStatus::Closed,
-            },
+            &status_change(CapaStatus::Investigating),
         )
         .await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
@@ -301,7 +262,8 @@ async fn routes_outside_the_tenant_layer_serve_no_tenant() {
     assert_eq!(health.status(), StatusCode::OK);
 
     let sign_up = serde_json::json!({
-        "tenant": "gamma", "name": "Gamma Labs", "user": "gail", "user_name": "Gail Grant"
+        "tenant": "gamma", "name": "Gamma Labs", "user": "gail", "user_name": "Gail Grant",
+        "password": "gail-demo-password"
     });
     let created = client.untenanted().post_json("/signup", &sign_up).await;
     assert_eq!(created.status(), StatusCode::CREATED, "{}", created.text());
@@ -336,4 +298,126 @@ async fn routes_outside_the_tenant_layer_serve_no_tenant() {
         .json();
     let ids: Vec<&str> = tenants.iter().map(|t| t["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["acme", "beta", "gamma"]);
+}
+
+#[tokio::test]
+async fn hostile_requests_are_refused_clearly_and_write_nothing() {
+    let (_dir, app, client) = start("hostile").await;
+    let (acme, beta) = (id("acme"), id("beta"));
+    let acme_before = rows(&app, "acme").await;
+    let beta_before = rows(&app, "beta").await;
+    let error_of = |response: &tenancy_test::http::TestResponse| -> String {
+        let body: Value = response.json();
+        assert_eq!(body["status"], response.status().as_u16(), "{body}");
+        body["error"].as_str().expect("an error message").to_owned()
+    };
+
+    // An unknown tenant.
+    let response = client
+        .call(&id("nobody"))
+        .user("jane")
+        .post_json("/api/capas", &new_capa("CAPA-H-1", "to nowhere"))
+        .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(
+        error_of(&response).contains("nobody"),
+        "{}",
+        response.text()
+    );
+
+    // A malformed JSON body, and one of the wrong shape.
+    for body in [
+        r#"{"reference": "CAPA-H-2", "title": "#,
+        r#"{"reference": 7}"#,
+    ] {
+        let response = client
+            .call(&acme)
+            .user("jane")
+            .send(http::Method::POST, "/api/capas", Some(body.to_owned()))
+            .await;
+        assert!(
+            response.status() == StatusCode::BAD_REQUEST
+                || response.status() == StatusCode::UNPROCESSABLE_ENTITY,
+            "{}: {}",
+            response.status(),
+            response.text()
+        );
+        assert!(!response.text().is_empty());
+    }
+
+    // An oversized body: refused before any handler reads it.
+    let huge = new_capa("CAPA-H-3", &"x".repeat(example_eqms::BODY_LIMIT + 1));
+    let response = client
+        .call(&acme)
+        .user("jane")
+        .post_json("/api/capas", &huge)
+        .await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(!response.text().is_empty());
+
+    // A status change with no reason.
+    let seeded = &acme_before[0];
+    let response = client
+        .call(&acme)
+        .user("jane")
+        .put_json(
+            &format!("/api/capas/{}/status", seeded.id),
+            &serde_json::json!({"status": "investigating"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        error_of(&response).contains("reason"),
+        "{}",
+        response.text()
+    );
+
+    // Another tenant's record id, for every verb on it.
+    let secret = &beta_before[0];
+    for response in [
+        client
+            .call(&acme)
+            .user("jane")
+            .get(&format!("/api/capas/{}/history", secret.id))
+            .await,
+        client
+            .call(&acme)
+            .user("jane")
+            .get(&format!("/api/capas/{}/signatures", secret.id))
+            .await,
+        client
+            .call(&acme)
+            .user("jane")
+            .get(&format!("/capas/{}", secret.id))
+            .await,
+    ] {
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert!(!response.text().contains("Cold-chain"));
+    }
+
+    // A suspended tenant: refused at the door, for its own members too.
+    app.db()
+        .platform()
+        .suspend(app.operator(), &beta)
+        .await
+        .unwrap();
+    let response = client
+        .call(&beta)
+        .user("omar")
+        .post_json("/api/capas", &new_capa("CAPA-H-4", "while suspended"))
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(
+        error_of(&response).contains("suspended"),
+        "{}",
+        response.text()
+    );
+    app.db()
+        .platform()
+        .resume(app.operator(), &beta)
+        .await
+        .unwrap();
+
+    assert_eq!(rows(&app, "acme").await, acme_before, "nothing written");
+    assert_eq!(rows(&app, "beta").await, beta_before, "nothing written");
 }

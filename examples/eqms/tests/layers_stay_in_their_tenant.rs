@@ -4,12 +4,11 @@
 //! titles, in process and on Redis), and the notify-the-approver job (it runs under the
 //! CAPA's tenant and its notification lands there only, on SQLite, Redis and PostgreSQL).
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use example_eqms::activity::ActivityEntry;
 use example_eqms::jobs::Notification;
-use example_eqms::{Capa, CapaStatus, Config, DEMO_TENANTS, Eqms, NewCapa, SignUp, StatusChange};
+use example_eqms::{Capa, CapaStatus, Config, DEMO_TENANTS, Eqms, SignUp, demo_password};
 use futures::FutureExt as _;
 use http::StatusCode;
 use tenancy_core::{IsolationMode, TenantId};
@@ -20,41 +19,8 @@ use tenancy_test::log::{LogCapture, canary};
 use tenancy_test::storage::{Backend as StorageBackend, TestStorage};
 use tenancy_test::{Service, unique_tenant};
 
-/// A data directory of the test's own, removed when the test ends.
-struct DataDir(PathBuf);
-
-impl DataDir {
-    fn new(name: &str) -> Self {
-        DataDir(std::env::temp_dir().join(format!(
-            "eqms-layers-{name}-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        )))
-    }
-}
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn client(app: &Eqms) -> TestClient<axum::Router> {
-    TestClient::new(app.router(3000))
-        .tenant_by_subdomain("localhost")
-        .user_by_header("x-user")
-}
-
-fn id(tenant: &str) -> TenantId {
-    tenant.parse().unwrap()
-}
-
-fn new_capa(reference: &str, title: &str) -> NewCapa {
-    NewCapa {
-        reference: reference.to_owned(),
-        title: title.to_owned(),
-    }
-}
+mod support;
+use support::{DataDir, client_of as client, id, new_capa, status_change};
 
 async fn create(
     client: &TestClient<axum::Router>,
@@ -87,10 +53,7 @@ async fn set_status(
     client
         .call(tenant)
         .user(user)
-        .put_json(
-            &format!("/api/capas/{capa}/status"),
-            &StatusChange { status },
-        )
+        .put_json(&format!("/api/capas/{capa}/status"), &status_change(status))
         .await
         .status()
 }
@@ -106,6 +69,7 @@ async fn sign_up(client: &TestClient<axum::Router>, tenant: &TenantId, user: &st
                 name: format!("Firm {tenant}"),
                 user: user.to_owned(),
                 user_name: format!("User {user}"),
+                password: demo_password(user),
             },
         )
         .await;
