@@ -78,7 +78,6 @@ pub fn postgres(
 
 #[cfg(all(test, feature = "sqlite"))]
 mod tests {
-    use std::sync::mpsc;
     use std::time::Duration;
 
     /// Every connection of a queue pool uses a rollback journal, never WAL (see
@@ -86,53 +85,39 @@ mod tests {
     /// closing at once on their own threads, never hang.
     #[test]
     fn a_queue_pool_keeps_a_rollback_journal_and_closes_cleanly() {
-        const ROUNDS: usize = 300;
         const CONNECTIONS: usize = 6;
-        let dir = std::env::temp_dir().join(format!(
-            "tenancy-queue-close-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos()
-        ));
+        let dir = std::env::temp_dir().join(tenancy_test::unique_tenant("queue-close").as_str());
         std::fs::create_dir_all(&dir).expect("a temporary directory");
         let path = dir.join("queue.sqlite");
-        let (round_done, rounds_done) = mpsc::channel();
-        // Detached: when a round hangs, its threads stay blocked until the process ends.
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            runtime.block_on(async {
-                for round in 0..ROUNDS {
-                    let pool = super::sqlite_pool(&path).await.expect("the queue pool");
-                    let mut held = Vec::new();
-                    for _ in 0..CONNECTIONS {
-                        let mut connection = pool.acquire().await.expect("a connection");
-                        sqlx_probe(&mut connection).await;
-                        held.push(connection);
-                    }
-                    drop(held);
-                    // Dropped, not closed: each connection's thread closes it, all at once.
-                    drop(pool);
-                    let _ = round_done.send(round);
-                }
-            });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let outcome = std::panic::catch_unwind(|| {
+            tenancy_test::rounds::assert_rounds_finish(
+                "opening and dropping a queue pool",
+                300,
+                Duration::from_secs(10),
+                move |_| {
+                    runtime.block_on(async {
+                        let pool = super::sqlite_pool(&path).await.expect("the queue pool");
+                        let mut held = Vec::new();
+                        for _ in 0..CONNECTIONS {
+                            let mut connection = pool.acquire().await.expect("a connection");
+                            sqlx_probe(&mut connection).await;
+                            held.push(connection);
+                        }
+                        drop(held);
+                        // Dropped, not closed: each connection's thread closes it, at once.
+                        drop(pool);
+                    });
+                },
+            );
         });
-        let mut finished = 0;
-        while finished < ROUNDS {
-            match rounds_done.recv_timeout(Duration::from_secs(10)) {
-                Ok(_) => finished += 1,
-                Err(_) => break,
-            }
-        }
         let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(
-            finished, ROUNDS,
-            "opening and dropping a queue pool hung (or failed) in round {finished}"
-        );
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
     }
 
     /// A write and a read, so that every connection has the file open and the journal

@@ -32,6 +32,9 @@ pub mod log;
 #[cfg(feature = "redis")]
 #[doc(hidden)]
 pub mod redis;
+#[cfg(feature = "internal")]
+#[doc(hidden)]
+pub mod rounds;
 #[cfg(feature = "storage")]
 #[doc(hidden)]
 pub mod storage;

@@ -232,7 +232,7 @@ async fn first_capa(app: &Eqms, ctx: &TenantContext) -> Result<Capa, BoxError> {
     let mut tx = app.db().transaction(ctx).await?;
     let capa: Capa = tx
         .query_one_as(
-            "SELECT id, reference, title, status, created_by FROM capas",
+            "SELECT id, reference, title, description, status, created_by FROM capas",
             &[],
         )
         .await?;

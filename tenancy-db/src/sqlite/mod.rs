@@ -204,7 +204,7 @@ impl FilePaths {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Barrier, mpsc};
+    use std::sync::{Arc, Barrier};
     use std::time::Duration;
 
     /// Closing several connections to one WAL file at the same moment, from several
@@ -213,55 +213,48 @@ mod tests {
     #[test]
     fn closing_connections_to_one_file_at_once_never_hangs() {
         const THREADS: usize = 6;
-        const ROUNDS: usize = 1500;
         let dir = std::env::temp_dir().join(format!("tenancy-db-close-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("a temporary directory");
         let path = dir.join("one.sqlite3");
-        let (round_done, rounds_done) = mpsc::channel();
-        // Detached: when a round hangs, its threads stay blocked until the process ends.
-        std::thread::spawn(move || {
-            for round in 0..ROUNDS {
-                let connections: Vec<_> = (0..THREADS)
-                    .map(|_| super::open(&path, true).expect("an open file"))
-                    .collect();
-                connections[0]
-                    .execute_batch(&format!(
-                        "CREATE TABLE IF NOT EXISTS t (n integer); INSERT INTO t VALUES ({round})"
-                    ))
-                    .expect("a write");
-                for connection in &connections {
-                    let _: i64 = connection
-                        .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
-                        .expect("a read");
-                }
-                let barrier = Arc::new(Barrier::new(THREADS));
-                let closers: Vec<_> = connections
-                    .into_iter()
-                    .map(|connection| {
-                        let barrier = Arc::clone(&barrier);
-                        std::thread::spawn(move || {
-                            barrier.wait();
-                            drop(connection);
+        let outcome = std::panic::catch_unwind(|| {
+            tenancy_test::rounds::assert_rounds_finish(
+                "closing connections to one file from several threads at once",
+                1500,
+                Duration::from_secs(10),
+                move |round| {
+                    let connections: Vec<_> = (0..THREADS)
+                        .map(|_| super::open(&path, true).expect("an open file"))
+                        .collect();
+                    connections[0]
+                        .execute_batch(&format!(
+                            "CREATE TABLE IF NOT EXISTS t (n integer); INSERT INTO t VALUES ({round})"
+                        ))
+                        .expect("a write");
+                    for connection in &connections {
+                        let _: i64 = connection
+                            .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
+                            .expect("a read");
+                    }
+                    let barrier = Arc::new(Barrier::new(THREADS));
+                    let closers: Vec<_> = connections
+                        .into_iter()
+                        .map(|connection| {
+                            let barrier = Arc::clone(&barrier);
+                            std::thread::spawn(move || {
+                                barrier.wait();
+                                drop(connection);
+                            })
                         })
-                    })
-                    .collect();
-                for closer in closers {
-                    closer.join().expect("a closing thread");
-                }
-                let _ = round_done.send(round);
-            }
+                        .collect();
+                    for closer in closers {
+                        closer.join().expect("a closing thread");
+                    }
+                },
+            );
         });
-        let mut finished = 0;
-        while finished < ROUNDS {
-            match rounds_done.recv_timeout(Duration::from_secs(10)) {
-                Ok(_) => finished += 1,
-                Err(_) => break,
-            }
-        }
         let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(
-            finished, ROUNDS,
-            "closing connections to one file from several threads at once hung in round {finished}"
-        );
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
     }
 }
