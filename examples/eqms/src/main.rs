@@ -2,9 +2,11 @@
 //!
 //! Starts the reference app on 127.0.0.1 (port `EQMS_PORT`, 3000 by default) with its data
 //! under `EQMS_DATA_DIR` (a directory in the system's temporary directory by default),
-//! seeds two demo tenants, and prints the URLs to try. Stop it with Ctrl-C. Attachments go
-//! to a directory per tenant under the data directory, or to S3 when `EQMS_S3_URL` is set
-//! (see `example_eqms::Config`).
+//! seeds two demo tenants, and prints the URLs to try. Stop it with Ctrl-C. Everything is
+//! embedded by default; `TENANCY_DB_URL` (with `TENANCY_DB_SECRET` and
+//! `EQMS_TENANT_ISOLATION`) puts the tenant databases on PostgreSQL, `EQMS_REDIS_URL` the
+//! cache on Redis, `EQMS_QUEUE_URL` the queue on Redis or PostgreSQL, `EQMS_S3_URL` the
+//! attachments on S3 (see `example_eqms::Config`).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
