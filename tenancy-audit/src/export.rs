@@ -283,19 +283,6 @@ impl EntryFiles {
     }
 }
 
-fn html_escape(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-}
-
 /// Old and new JSON values, pretty-printed when they parse.
 fn pretty(value: Option<&str>) -> String {
     match value {
@@ -324,11 +311,11 @@ fn html_row(out: &mut String, entry: &Entry) {
         entry.signature_meaning.as_deref(),
     ] {
         out.push_str("</td><td>");
-        html_escape(out, cell.unwrap_or(""));
+        out.push_str(&tenancy_core::escape_html(cell.unwrap_or("")));
     }
     for value in [&entry.old_value, &entry.new_value] {
         out.push_str("</td><td><pre>");
-        html_escape(out, &pretty(value.as_deref()));
+        out.push_str(&tenancy_core::escape_html(&pretty(value.as_deref())));
         out.push_str("</pre>");
     }
     out.push_str("</td></tr>\n");
@@ -572,7 +559,7 @@ impl AuditTrail {
         };
         let mut out = String::from(HTML_HEAD);
         out.push_str("<h1>Audit trail of tenant ");
-        html_escape(&mut out, ctx.tenant().as_str());
+        out.push_str(&tenancy_core::escape_html(ctx.tenant().as_str()));
         out.push_str("</h1>\n");
         write(&mut html, &out)?;
         let params = selection.params();
@@ -589,9 +576,9 @@ impl AuditTrail {
                     out.push_str("</tbody></table>\n");
                 }
                 out.push_str("<h2>");
-                html_escape(&mut out, &record.0);
+                out.push_str(&tenancy_core::escape_html(&record.0));
                 out.push(' ');
-                html_escape(&mut out, &record.1);
+                out.push_str(&tenancy_core::escape_html(&record.1));
                 out.push_str(
                     "</h2>\n<table><thead><tr><th>#</th><th>When (UTC)</th><th>Who</th>\
                      <th>Action</th><th>Reason</th><th>Signature</th><th>Old value</th>\

@@ -42,3 +42,28 @@ pub fn hex(bytes: &[u8]) -> String {
     }
     out
 }
+
+/// `text` with `&`, `<`, `>`, `"` and `'` escaped: safe in HTML text and in quoted
+/// attributes. For the pages refusals, exports and applications render from values a tenant
+/// wrote.
+///
+/// ```
+/// assert_eq!(
+///     tenancy_core::escape_html(r#"<a href="x">Tom's & Jerry's</a>"#),
+///     "&lt;a href=&quot;x&quot;&gt;Tom&#39;s &amp; Jerry&#39;s&lt;/a&gt;"
+/// );
+/// ```
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -637,11 +637,7 @@ fn refusal_page(refusal: &Refusal<'_>) -> axum::http::Response<String> {
     if !refusal.accepts("text/html") {
         return refusal.json();
     }
-    let message = refusal
-        .message()
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
+    let message = tenancy_core::escape_html(&refusal.message());
     let status = refusal.status();
     // Not signed in (or signed in at another tenant's host): the way in.
     let sign_in = if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {

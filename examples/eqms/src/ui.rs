@@ -60,20 +60,10 @@ pub(crate) fn member_routes(cache: &tenancy_cache::Cache) -> Router<Eqms> {
         .route("/inspector", get(inspector))
 }
 
-/// `value` with `&`, `<`, `>`, `"` and `'` escaped: safe in text and in quoted attributes.
+/// `value` escaped for HTML text and quoted attributes (tenancy-core's, shared with the
+/// audit export's page and the refusal pages).
 pub fn esc(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    tenancy_core::escape_html(value)
 }
 
 /// `value` percent-encoded as one URL path segment.

@@ -238,7 +238,7 @@ impl<'a> Refusal<'a> {
 ///     if !refusal.accepts("text/html") {
 ///         return refusal.json();
 ///     }
-///     let escaped = refusal.message().replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+///     let escaped = tenancy_core::escape_html(&refusal.message());
 ///     let mut response = Response::new(format!("<!doctype html><title>Refused</title><p>{escaped}</p>"));
 ///     *response.status_mut() = refusal.status();
 ///     response.headers_mut().insert(CONTENT_TYPE, "text/html; charset=utf-8".parse().unwrap());
